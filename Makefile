@@ -1,0 +1,31 @@
+# Two commands: `make lab` opens the course, `make test` checks all of it.
+# Both create .venv on first use; delete .venv to start over.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sdcourse-installed
+JUPYTER_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: lab test exercises clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks $(JUPYTER_ARGS)
+
+# Fast mode shrinks training and sampling so every notebook runs in seconds;
+# notebooks/ and solutions/ are executed by nbval, two at a time.
+test: $(STAMP)
+	SDCOURSE_FAST=1 MPLBACKEND=agg $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax \
+		--durations=25 $(PYTEST_ARGS)
+
+exercises: $(STAMP)
+	$(BIN)/sdcourse exercises build
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,42 @@
+"""Where things live, which device to use, and whether to run the short version (fast mode).
+
+Every lesson calls these, so a notebook behaves the same on a laptop, a GPU box and in CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
+
+
+def fast_mode() -> bool:
+    """True when ``SDCOURSE_FAST=1``: notebooks shrink training, sample counts and steps."""
+    return os.environ.get("SDCOURSE_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pick(full, fast):
+    """Return ``fast`` in fast mode and ``full`` otherwise: ``steps = pick(2000, 50)``."""
+    return fast if fast_mode() else full
+
+
+def home() -> Path:
+    """The course cache (data, downloaded weights): ``$SDCOURSE_HOME``, default ``~/.cache/sdcourse``."""
+    path = Path(os.environ.get("SDCOURSE_HOME", Path.home() / ".cache" / "sdcourse")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def device(prefer: str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU (or ``prefer`` if given)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,203 @@
+"""Noise schedules and the forward process q(x_t | x_0) (lesson 01; used by every later lesson).
+
+A schedule is a sequence beta_1..beta_T of per-step noise variances. Everything else follows:
+
+    alpha_t     = 1 - beta_t
+    alpha_bar_t = prod_{s<=t} alpha_s                              (Ho et al. 2020, arXiv:2006.11239)
+    q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                          (Eq. 4)
+    SNR(t)      = alpha_bar_t / (1 - alpha_bar_t)                 (Kingma et al. 2021, arXiv:2107.00630)
+
+Three constructors: ``linear`` (Ho et al.), ``cosine`` (Nichol and Dhariwal 2021, arXiv:2102.09672,
+equal to ``diffusers``' ``squaredcos_cap_v2``) and ``scaled_linear`` (Stable Diffusion's).
+Timesteps are 0-based as in ``diffusers``: ``t = 0`` is the first noising step, ``t = T - 1`` the last.
+Quantities are computed once in float64 and cast to the input's dtype when used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _check_num_steps(num_steps) -> int:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    return num_steps
+
+
+def _check_beta_range(beta_start: float, beta_end: float) -> None:
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"{name} must be in the open interval (0, 1), got {value!r}")
+    if beta_start > beta_end:
+        raise ValueError(
+            f"beta_start must be <= beta_end, got beta_start={beta_start!r} > beta_end={beta_end!r}"
+        )
+
+
+class NoiseSchedule:
+    """A discrete noise schedule with its derived quantities, all float64 tensors of shape (T,).
+
+    Attributes: ``betas``, ``alphas``, ``alphas_cumprod`` (alpha-bar), ``alphas_cumprod_prev``
+    (alpha-bar_{t-1}, with alpha-bar_{-1} = 1), ``posterior_variance`` (beta-tilde_t, Eq. 7).
+    """
+
+    def __init__(self, betas: Tensor, name: str = "custom"):
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or betas.numel() < 1:
+            raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas < 1)).all()):
+            bad = int(torch.nonzero((betas <= 0) | (betas >= 1) | betas.isnan())[0])
+            raise ValueError(
+                f"betas must lie in the open interval (0, 1), got betas[{bad}]={betas[bad].item()!r}"
+            )
+        self.name = name
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)  # alpha-bar_t
+        self.alphas_cumprod_prev = torch.cat([betas.new_ones(1), self.alphas_cumprod[:-1]])
+        # Posterior q(x_{t-1} | x_t, x_0) = N(mu-tilde, beta-tilde I), Ho et al. Eqs. 6-7.
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef_x0 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef_xt = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (
+            1.0 - self.alphas_cumprod
+        )
+
+    # ---- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        """Betas evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020, Sec. 4)."""
+        num_steps = _check_num_steps(num_steps)
+        _check_beta_range(beta_start, beta_end)
+        betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+        return cls(betas, name="linear")
+
+    @classmethod
+    def scaled_linear(
+        cls, num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
+    ):
+        """Stable Diffusion's schedule: sqrt(beta) evenly spaced, then squared.
+
+        The defaults are the values in SD 1.x's ``scheduler_config.json`` (CompVis/LDM configs).
+        """
+        num_steps = _check_num_steps(num_steps)
+        _check_beta_range(beta_start, beta_end)
+        sqrt_betas = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), num_steps,
+                                    dtype=torch.float64)
+        return cls(sqrt_betas**2, name="scaled_linear")
+
+    @classmethod
+    def cosine(cls, num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999):
+        """Nichol and Dhariwal 2021, Eq. 17: alpha-bar(t) = f(t)/f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2).
+
+        beta_t = 1 - alpha-bar(t+1)/alpha-bar(t), clipped at ``max_beta`` = 0.999 to avoid the
+        singularity at t = T (the paper's clip; ``diffusers``' ``squaredcos_cap_v2``).
+        """
+        num_steps = _check_num_steps(num_steps)
+        if not 0.0 <= float(s) < 1.0:
+            raise ValueError(f"s must be in [0, 1), got {s!r}")
+        if not 0.0 < float(max_beta) < 1.0:
+            raise ValueError(f"max_beta must be in the open interval (0, 1), got {max_beta!r}")
+
+        def f(t: Tensor) -> Tensor:
+            return torch.cos((t / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+
+        steps = torch.arange(num_steps, dtype=torch.float64)
+        betas = (1.0 - f(steps + 1) / f(steps)).clamp(max=max_beta)
+        return cls(betas, name="cosine")
+
+    # ---- the forward process ------------------------------------------------------------------
+
+    @property
+    def num_steps(self) -> int:
+        """T, the number of noising steps."""
+        return self.betas.numel()
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """Sample x_t ~ q(x_t | x_0) in closed form (Ho et al. Eq. 4):
+
+            x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+
+        Args: ``x0`` and ``noise`` (eps) of the same shape (B, ...); ``t`` integer tensor (B,).
+        Returns x_t of x0's shape and dtype.
+        """
+        if noise.shape != x0.shape:
+            raise ValueError(
+                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
+        sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x0)
+        sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
+        return sqrt_ab * x0 + sqrt_1m_ab * noise  # Eq. 4
+
+    def snr(self, t: Tensor) -> Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) at integer timesteps ``t`` (float64).
+
+        In decibels: ``10 * log10(snr)``.
+        """
+        t = self._check_t(t)
+        ab = self.alphas_cumprod[t]
+        return ab / (1.0 - ab)
+
+    def predict_x0(self, x_t: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+        """Invert Eq. 4 for x_0 given a noise prediction (Song et al. 2020, arXiv:2010.02502, Eq. 9):
+
+            x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+        """
+        if eps.shape != x_t.shape:
+            raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+        sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x_t)
+        sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
+        return (x_t - sqrt_1m_ab * eps) / sqrt_ab
+
+    def posterior_mean(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """Mean mu-tilde_t(x_t, x_0) of q(x_{t-1} | x_t, x_0) (Ho et al. Eq. 7):
+
+            mu-tilde = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+                     + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+        """
+        if x0.shape != x_t.shape:
+            raise ValueError(f"x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
+        c0 = self.gather(self.posterior_mean_coef_x0, t, x_t)
+        ct = self.gather(self.posterior_mean_coef_xt, t, x_t)
+        return c0 * x0 + ct * x_t
+
+    def posterior_var(self, t: Tensor, like: Tensor | None = None) -> Tensor:
+        """Variance beta-tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t (Ho et al. Eq. 7).
+
+        Shaped (B, 1, ..., 1) to broadcast against ``like`` when given, else (B,) float64.
+        """
+        if like is None:
+            return self.posterior_variance[self._check_t(t)]
+        return self.gather(self.posterior_variance, t, like)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _check_t(self, t) -> Tensor:
+        t = torch.as_tensor(t)
+        if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"t must be an integer tensor, got dtype {t.dtype}")
+        t = t.long().cpu()
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_steps):
+            bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+            raise ValueError(f"t must be in [0, {self.num_steps}) (num_steps={self.num_steps}), got {bad}")
+        return t
+
+    def gather(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
+        """``values[t]`` reshaped to (B, 1, ..., 1) in ``like``'s dtype and device, to broadcast."""
+        t = self._check_t(t)
+        if t.ndim > 1:
+            raise ValueError(f"t must be a scalar or have shape (B,), got shape {tuple(t.shape)}")
+        if t.ndim == 1 and like.ndim >= 1 and t.shape[0] not in (1, like.shape[0]):
+            raise ValueError(
+                f"t must have shape (B,) with B = x.shape[0] = {like.shape[0]}, got {tuple(t.shape)}"
+            )
+        out = values[t].to(device=like.device, dtype=like.dtype)
+        return out.reshape(-1, *([1] * max(like.ndim - 1, 0))) if t.ndim == 1 else out
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule.{self.name}(num_steps={self.num_steps}, "
+                f"beta_1={self.betas[0].item():.3g}, beta_T={self.betas[-1].item():.3g})")
