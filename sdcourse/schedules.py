@@ -133,6 +133,21 @@ class NoiseSchedule:
         sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
         return sqrt_ab * x0 + sqrt_1m_ab * noise  # Eq. 4
 
+    def q_step(self, x_prev: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """One forward step x_{t-1} -> x_t of q(x_t | x_{t-1}) (Ho et al. Eq. 2):
+
+            x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps
+
+        Iterating it from x_0 gives the same distribution as ``add_noise`` (lesson 01 checks this).
+        With 0-based t, ``q_step`` at t applies beta_t to x_{t-1}, where x_{-1} is x_0.
+        """
+        if noise.shape != x_prev.shape:
+            raise ValueError(
+                f"noise must have the shape of x_prev {tuple(x_prev.shape)}, got {tuple(noise.shape)}"
+            )
+        beta = self.gather(self.betas, t, x_prev)
+        return (1.0 - beta).sqrt() * x_prev + beta.sqrt() * noise  # Eq. 2
+
     def snr(self, t: Tensor) -> Tensor:
         """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) at integer timesteps ``t`` (float64).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import pytest
 
 os.environ.setdefault("SDCOURSE_FAST", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "agg")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent
 NOTEBOOK_BUDGET_S = 60.0  # the limit for one notebook in fast mode on two cores
 _notebook_seconds: dict[str, float] = defaultdict(float)
 
@@ -25,12 +23,11 @@ def tmp_home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    start = time.perf_counter()
-    yield
-    if item.fspath.ext == ".ipynb":
-        _notebook_seconds[str(Path(item.fspath).relative_to(REPO))] += time.perf_counter() - start
+def pytest_runtest_logreport(report):
+    # Runs in the controller under xdist too, so the summary covers every worker's notebooks.
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb") and report.when in ("setup", "call", "teardown"):
+        _notebook_seconds[path] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
