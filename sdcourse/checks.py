@@ -10,6 +10,7 @@ matches a known mistake. A passing check prints one line.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 
 import torch
@@ -71,6 +72,14 @@ def call(fn: Callable, *args, what: str):
         raise CheckFailed(f"{what} raised {type(err).__name__}: {err}") from err
 
 
+def generator(seed: int | None) -> torch.Generator:
+    """A private generator for a check's inputs: fresh inputs each run unless ``seed`` is given.
+
+    Seeded from the OS, so a check never touches (or reseeds) the learner's global RNG.
+    """
+    return torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(62))
+
+
 def passed(what: str, trials: int) -> None:
     print(f"✓ {what}: matches the reference on {trials} random inputs.")
 
@@ -87,7 +96,7 @@ def _random_linear_args(gen: torch.Generator) -> tuple[int, float, float]:
 
 def check_linear_alpha_bar(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(num_steps, beta_start, beta_end) -> alpha_bar`` (shape (T,)) for the linear schedule."""
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    gen = generator(seed)
     for _ in range(trials):
         num_steps, beta_start, beta_end = _random_linear_args(gen)
         ref = NoiseSchedule.linear(num_steps, beta_start, beta_end)
@@ -125,7 +134,7 @@ def _random_batch(gen: torch.Generator, num_steps: int):
 
 def check_add_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x0, noise, t, schedule) -> x_t`` against the closed form of q(x_t | x_0)."""
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    gen = generator(seed)
     for trial in range(trials):
         schedule = (NoiseSchedule.linear, NoiseSchedule.cosine)[trial % 2](1000)
         x0, noise, t = _random_batch(gen, schedule.num_steps)
@@ -153,7 +162,7 @@ def check_add_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> N
 
 def check_snr(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(alpha_bar) -> snr``, the signal-to-noise ratio alpha-bar / (1 - alpha-bar)."""
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    gen = generator(seed)
     for _ in range(trials):
         schedule = NoiseSchedule.linear(*_random_linear_args(gen))
         ab = schedule.alphas_cumprod
@@ -193,7 +202,7 @@ def check_ddpm_step(fn: Callable, trials: int = 5, seed: int | None = None) -> N
     """
     from .samplers import DDPMSampler
 
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    gen = generator(seed)
     T = 1000
     for trial in range(trials):
         schedule = (NoiseSchedule.linear, NoiseSchedule.cosine)[trial % 2](T)
@@ -264,7 +273,7 @@ def check_ddim_step(fn: Callable, trials: int = 5, seed: int | None = None) -> N
     """
     from .samplers import DDIMSampler
 
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    gen = generator(seed)
     T = 1000
     for trial in range(trials):
         schedule = (NoiseSchedule.linear, NoiseSchedule.cosine)[trial % 2](T)
