@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# Jupyter refuses to run as root unless told; containers and cloud notebooks often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks $(JUPYTER_ARGS)
+	$(BIN)/jupyter lab notebooks $(ROOT_FLAG) $(JUPYTER_ARGS)
 
 # Fast mode shrinks training and sampling so every notebook runs in seconds;
 # notebooks/ and solutions/ are executed by nbval, two at a time (one thread each:
