@@ -77,6 +77,17 @@ def run_case(name, lq, lk, heads, dim_head, batch, device, budget_s, max_repeats
     return row
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _mb(n):
     return "" if n is None else f"{n / 2**20:8.1f}"
 
@@ -127,7 +138,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
 
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                else f"{platform.processor() or platform.machine()}, {args.threads} thread(s)")
+                else f"{_cpu_name()}, {args.threads} thread(s)")
     print(f"attention: written-out vs fused, {args.dtype}, batch {args.batch}, on {hardware}")
     print(format_table(rows))
     print(f"(x = written / fused time; MB = peak extra memory in one call; {wall:.0f} s in all)")
