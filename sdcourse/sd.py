@@ -130,7 +130,9 @@ def build_random_pipeline(name: str = "tiny", seed: int = 0):
         )):
             torch.manual_seed(seed + offset)  # each part reproducible on its own
             parts[key] = make().eval()
-    return StableDiffusionPipeline(**parts, tokenizer=clip_tokenizer(), scheduler=PNDMScheduler(**SD15_SCHEDULER),
+    scheduler = PNDMScheduler(**SD15_SCHEDULER)
+    scheduler.register_to_config(clip_sample=False)  # as in SD 1.5's file: DDIM made from it must not clip x_0
+    return StableDiffusionPipeline(**parts, tokenizer=clip_tokenizer(), scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
@@ -277,6 +279,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, device=None, dtype=None, memory: M
         variant = "fp16" if any(folder.glob("unet/*.fp16.safetensors")) else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*safety checker.*")
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*")  # renamed dtype in diffusers 0.36
             pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, variant=variant,
                                                            local_files_only=True)
     options = recommend_memory_options(free_gpu_gib(device)) if memory == "auto" else memory
