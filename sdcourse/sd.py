@@ -292,6 +292,39 @@ def has_real_weights(pipe) -> bool:
     return getattr(pipe, "sdcourse_model", None) not in RANDOM_BUILDS
 
 
+def weights_label(pipe) -> str:
+    """What every figure of lesson 08 says about the weights: the model id, or "random weights"."""
+    model = getattr(pipe, "sdcourse_model", "?")
+    return model if has_real_weights(pipe) else f"random weights ({model}): noise by design"
+
+
+def lesson_pipeline(device=None):
+    """Lesson 08's pipeline: ``$SDCOURSE_SD_MODEL`` if set, else the first cached SD model, else "tiny".
+
+    Never waits on the network; the fallback says so in one line.
+    """
+    chosen = os.environ.get("SDCOURSE_SD_MODEL")
+    if chosen:
+        return load_pipeline(chosen, device=device)
+    for model in HUB_MODELS:
+        if cached_snapshot(model) is not None:
+            return load_pipeline(model, device=device)
+    print("No Stable Diffusion weights cached: using 'tiny' with random weights (the shapes and the loop "
+          f"are real, the pictures are noise). For real images run `sdcourse prefetch` online "
+          f"(about 2.6 GB for {DEFAULT_MODEL}).")
+    return load_pipeline("tiny", device=device)
+
+
+@torch.no_grad()
+def decode_latents(pipe, latents: torch.Tensor):
+    """Latents (B, 4, h, w) -> list of B PIL images, through the VAE decoder (previews of x_0)."""
+    from PIL import Image
+
+    image = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    pixels = ((image / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy() * 255).round()
+    return [Image.fromarray(p.astype("uint8")) for p in pixels]
+
+
 # ---- the loop ------------------------------------------------------------------------------------
 
 
