@@ -83,3 +83,9 @@ def truncated_part(tokenizer, prompt: str) -> str:
     if len(ids) - 2 <= keep:
         return ""
     return tokenizer.decode(ids[1 + keep : -1])
+
+
+def piece_bytes(piece: str) -> bytes:
+    """The UTF-8 bytes a BPE piece stands for ("ä¸" -> b"\\xe4\\xb8"; the ``</w>`` word end is dropped)."""
+    decode = {char: byte for byte, char in _bytes_to_unicode().items()}
+    return bytes(decode[c] for c in piece.removesuffix("</w>"))
