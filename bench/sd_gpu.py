@@ -37,8 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sdcourse import sd  # noqa: E402
 
 PROMPT = "a photograph of an astronaut riding a horse on mars"
-ALL_VARIANTS = ("diffusers", "ours", "channels_last", "compile", "channels_last+compile",
-                "attention_slicing", "vae_tiling", "cpu_offload")
+ALL_VARIANTS = (
+    "diffusers",
+    "ours",
+    "channels_last",
+    "compile",
+    "channels_last+compile",
+    "attention_slicing",
+    "vae_tiling",
+    "cpu_offload",
+)
 CUDA_ONLY = {"attention_slicing", "vae_tiling", "cpu_offload"}
 
 
@@ -56,8 +64,10 @@ class Variant:
             self.unet.to(memory_format=torch.channels_last)
         if "compile" in parts:
             if self.compiled is None:
-                self.compiled = torch.compile(self.unet, mode="max-autotune-no-cudagraphs"
-                                              if self.device.type == "cuda" else "default")
+                self.compiled = torch.compile(
+                    self.unet,
+                    mode="max-autotune-no-cudagraphs" if self.device.type == "cuda" else "default",
+                )
             pipe.unet = self.compiled
         if "attention_slicing" in parts:
             pipe.enable_attention_slicing()
@@ -82,9 +92,16 @@ class Variant:
 
     def run(self, steps: int, size: int, seed: int):
         if self.name == "diffusers":
-            return self.pipe(PROMPT, num_inference_steps=steps, height=size, width=size,
-                             generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-        return sd.generate(self.pipe, PROMPT, num_inference_steps=steps, height=size, width=size, seed=seed)
+            return self.pipe(
+                PROMPT,
+                num_inference_steps=steps,
+                height=size,
+                width=size,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ).images[0]
+        return sd.generate(
+            self.pipe, PROMPT, num_inference_steps=steps, height=size, width=size, seed=seed
+        )
 
 
 def timed(variant: Variant, steps: int, size: int, seed: int):
@@ -114,14 +131,20 @@ def device_slug(device: torch.device) -> str:
 
 def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="sd15-random" if cuda else "tiny")
     parser.add_argument("--size", type=int, default=512 if cuda else 64)
     parser.add_argument("--steps", type=int, nargs="+", default=[30, 50] if cuda else [2, 4])
     parser.add_argument("--repeats", type=int, default=5 if cuda else 3)
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: 1 on a CPU)")
-    parser.add_argument("--out", default=None, help="JSON path (default bench/results/sd_gpu_<device>.json)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: 1 on a CPU)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default bench/results/sd_gpu_<device>.json)"
+    )
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if cuda else "cpu")
@@ -154,25 +177,42 @@ def main(argv=None) -> int:
         base = statistics.median(runs["diffusers"]) if "diffusers" in runs else None
         for variant in variants:
             median = statistics.median(runs[variant.name])
-            diff = None if reference is None else int(np.abs(images[variant.name] - reference).max())
+            diff = (
+                None if reference is None else int(np.abs(images[variant.name] - reference).max())
+            )
             peak = peaks[variant.name]
-            results.append({
-                "variant": variant.name, "steps": steps, "seconds_median": round(median, 4),
-                "seconds_runs": [round(s, 4) for s in runs[variant.name]],
-                "speedup_vs_diffusers": None if base is None else round(base / median, 3),
-                "peak_gpu_gib": None if peak[0] is None else round(max(peak), 3),
-                "max_pixel_diff_vs_diffusers": diff, "warmup_seconds": round(warmup[variant.name], 2),
-            })
+            results.append(
+                {
+                    "variant": variant.name,
+                    "steps": steps,
+                    "seconds_median": round(median, 4),
+                    "seconds_runs": [round(s, 4) for s in runs[variant.name]],
+                    "speedup_vs_diffusers": None if base is None else round(base / median, 3),
+                    "peak_gpu_gib": None if peak[0] is None else round(max(peak), 3),
+                    "max_pixel_diff_vs_diffusers": diff,
+                    "warmup_seconds": round(warmup[variant.name], 2),
+                }
+            )
 
-    hardware = torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"\n{args.model} pipeline, {pipe.unet.dtype}, {args.size}x{args.size}, {hardware}, "
-          f"median of {args.repeats} alternated runs")
-    print(f"{'variant':24s} {'steps':>5s} {'s/image':>9s} {'vs diffusers':>12s} {'peak GiB':>9s} {'max px diff':>11s}")
+    hardware = (
+        torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    print(
+        f"\n{args.model} pipeline, {pipe.unet.dtype}, {args.size}x{args.size}, {hardware}, "
+        f"median of {args.repeats} alternated runs"
+    )
+    print(
+        f"{'variant':24s} {'steps':>5s} {'s/image':>9s} {'vs diffusers':>12s} {'peak GiB':>9s} {'max px diff':>11s}"
+    )
     for r in results:
         peak = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
         speed = "-" if r["speedup_vs_diffusers"] is None else f"{r['speedup_vs_diffusers']:.3f}x"
-        print(f"{r['variant']:24s} {r['steps']:5d} {r['seconds_median']:9.3f} {speed:>12s} {peak:>9s} "
-              f"{str(r['max_pixel_diff_vs_diffusers']):>11s}")
+        print(
+            f"{r['variant']:24s} {r['steps']:5d} {r['seconds_median']:9.3f} {speed:>12s} {peak:>9s} "
+            f"{str(r['max_pixel_diff_vs_diffusers']):>11s}"
+        )
 
     targets = {}
     for steps in args.steps:
@@ -181,21 +221,37 @@ def main(argv=None) -> int:
             overhead = rows["ours"]["seconds_median"] / rows["diffusers"]["seconds_median"] - 1
             best = max(rows.values(), key=lambda r: r["speedup_vs_diffusers"])
             targets[str(steps)] = {
-                "ours_overhead_pct": round(100 * overhead, 2), "ours_within_2pct": abs(overhead) <= 0.02,
-                "best_variant": best["variant"], "best_speedup": best["speedup_vs_diffusers"],
+                "ours_overhead_pct": round(100 * overhead, 2),
+                "ours_within_2pct": abs(overhead) <= 0.02,
+                "best_variant": best["variant"],
+                "best_speedup": best["speedup_vs_diffusers"],
                 "best_at_least_1.3x": best["speedup_vs_diffusers"] >= 1.3,
             }
     print("targets:", json.dumps(targets))
     import diffusers
 
     payload = {
-        "command": " ".join(["python bench/sd_gpu.py", *(argv if argv is not None else sys.argv[1:])]),
-        "model": args.model, "dtype": str(pipe.unet.dtype), "size": args.size, "repeats": args.repeats,
-        "hardware": hardware, "device": str(device), "smoke_run": not cuda,
-        "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-        "results": results, "targets": targets,
+        "command": " ".join(
+            ["python bench/sd_gpu.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "model": args.model,
+        "dtype": str(pipe.unet.dtype),
+        "size": args.size,
+        "repeats": args.repeats,
+        "hardware": hardware,
+        "device": str(device),
+        "smoke_run": not cuda,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "results": results,
+        "targets": targets,
     }
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"sd_gpu_{device_slug(device)}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(__file__).parent / "results" / f"sd_gpu_{device_slug(device)}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")

@@ -52,13 +52,17 @@ def pipeline_files(repo_files: list[str], variant: str = WEIGHT_VARIANT) -> list
     Skips root checkpoints (``*.ckpt``), pickles (``*.bin``), EMA/non-EMA copies and ONNX/Flax files.
     """
     keep = [f for f in repo_files if f == "model_index.json"]
-    folders = sorted({PurePosixPath(f).parts[0] for f in repo_files if len(PurePosixPath(f).parts) == 2})
+    folders = sorted(
+        {PurePosixPath(f).parts[0] for f in repo_files if len(PurePosixPath(f).parts) == 2}
+    )
     for folder in folders:
         files = [f for f in repo_files if PurePosixPath(f).parent == PurePosixPath(folder)]
         keep += [f for f in files if f.endswith((".json", ".txt"))]
         names = {f: PurePosixPath(f).name for f in files}
         weights = [f for f, n in names.items() if n.endswith(f".{variant}.safetensors")]
-        weights = weights or [f for f, n in names.items() if n.endswith(".safetensors") and n.count(".") == 1]
+        weights = weights or [
+            f for f, n in names.items() if n.endswith(".safetensors") and n.count(".") == 1
+        ]
         keep += weights
     return sorted(set(keep))
 
@@ -69,8 +73,12 @@ def download_model(model: str = DEFAULT_MODEL, revision: str | None = None) -> P
 
     files = pipeline_files(HfApi().list_repo_files(model, revision=revision))
     if "model_index.json" not in files:
-        raise ValueError(f"{model!r} has no model_index.json: it is not a diffusers pipeline repository")
-    return Path(snapshot_download(model, revision=revision, allow_patterns=files, cache_dir=hf_cache_dir()))
+        raise ValueError(
+            f"{model!r} has no model_index.json: it is not a diffusers pipeline repository"
+        )
+    return Path(
+        snapshot_download(model, revision=revision, allow_patterns=files, cache_dir=hf_cache_dir())
+    )
 
 
 def prefetch_mnist() -> str:
@@ -87,7 +95,9 @@ def _stand_in_commit(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def add_pipeline_folder(folder: Path, model: str, revision: str = "main", cache: Path | None = None) -> Path:
+def add_pipeline_folder(
+    folder: Path, model: str, revision: str = "main", cache: Path | None = None
+) -> Path:
     """Copy a pipeline folder into the HF cache as ``model`` at ``revision``; returns the snapshot."""
     folder = Path(folder)
     if not (folder / "model_index.json").exists():
@@ -128,15 +138,22 @@ def import_folder(src, model: str | None = None) -> dict:
         raise ValueError(f"--from must be an existing folder, got {str(src)!r}")
     cache = hf_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    models = _copy_cache(src, cache) + (_copy_cache(src / "hub", cache) if (src / "hub").is_dir() else [])
+    models = _copy_cache(src, cache) + (
+        _copy_cache(src / "hub", cache) if (src / "hub").is_dir() else []
+    )
     if (src / "model_index.json").exists():
         if model is None:
-            raise ValueError(f"{src} is one pipeline folder: name its hub id with --model ID "
-                             f"(e.g. --model {DEFAULT_MODEL}) so that load_pipeline(ID) finds it")
+            raise ValueError(
+                f"{src} is one pipeline folder: name its hub id with --model ID "
+                f"(e.g. --model {DEFAULT_MODEL}) so that load_pipeline(ID) finds it"
+            )
         add_pipeline_folder(src, model, cache=cache)
         models.append(model)
     for index in sorted(src.glob("*/*/model_index.json")):
-        if index.parent.parent.name not in {"hub", "snapshots"} and not index.parent.parent.name.startswith("models--"):
+        if index.parent.parent.name not in {
+            "hub",
+            "snapshots",
+        } and not index.parent.parent.name.startswith("models--"):
             model_id = f"{index.parent.parent.name}/{index.parent.name}"
             add_pipeline_folder(index.parent, model_id, cache=cache)
             models.append(model_id)
@@ -147,7 +164,9 @@ def import_folder(src, model: str | None = None) -> dict:
             mnist = str(data.mnist_dir())
             break
     if not models and mnist is None:
-        raise ValueError(f"{src} holds no Stable Diffusion pipeline and no MNIST files; expected "
-                         "models--org--name/ (a copied HF cache), org/name/model_index.json, "
-                         "model_index.json (with --model ID) or mnist/MNIST/raw/")
+        raise ValueError(
+            f"{src} holds no Stable Diffusion pipeline and no MNIST files; expected "
+            "models--org--name/ (a copied HF cache), org/name/model_index.json, "
+            "model_index.json (with --model ID) or mnist/MNIST/raw/"
+        )
     return {"models": models, "mnist": mnist, "cache": str(cache), "home": str(config.home())}

@@ -27,7 +27,11 @@ _NUM_MERGES = 49_152 - 256 - 2  # open_clip/OpenAI: the merges file's first line
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from the 256 byte values to printable characters."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    keep = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = keep[:]
     shifted = 0
     for byte in range(256):
@@ -35,14 +39,16 @@ def _bytes_to_unicode() -> dict[int, str]:
             keep.append(byte)
             chars.append(256 + shifted)
             shifted += 1
-    return dict(zip(keep, map(chr, chars)))
+    return dict(zip(keep, map(chr, chars), strict=True))
 
 
 def bpe_path() -> str:
     """The gzipped BPE merges file inside ``open_clip`` (``bpe_simple_vocab_16e6.txt.gz``)."""
     import open_clip.tokenizer
 
-    return os.path.join(os.path.dirname(open_clip.tokenizer.__file__), "bpe_simple_vocab_16e6.txt.gz")
+    return os.path.join(
+        os.path.dirname(open_clip.tokenizer.__file__), "bpe_simple_vocab_16e6.txt.gz"
+    )
 
 
 @lru_cache(maxsize=2)
@@ -53,11 +59,20 @@ def clip_tokenizer(model_max_length: int = MODEL_MAX_LENGTH):
     lines = gzip.open(bpe_path()).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
     byte_chars = list(_bytes_to_unicode().values())
-    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges] + [BOS, EOS]
+    tokens = (
+        byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges] + [BOS, EOS]
+    )
     vocab = {token: index for index, token in enumerate(tokens)}
     assert len(vocab) == VOCAB_SIZE, f"expected {VOCAB_SIZE} tokens, built {len(vocab)}"
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length,
-                         bos_token=BOS, eos_token=EOS, unk_token=EOS, pad_token=EOS)
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=model_max_length,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
+    )
 
 
 def load_tokenizer(model_id: str | None = None, online: bool = False):
@@ -70,9 +85,12 @@ def load_tokenizer(model_id: str | None = None, online: bool = False):
         try:
             from transformers import CLIPTokenizer
 
-            return CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer")
+            tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer")
         except Exception:  # offline after all, or a repository without a tokenizer folder
-            pass
+            tokenizer = None
+        # transformers 5 returns an empty 2-token tokenizer, without an error, when nothing was found
+        if tokenizer is not None and len(tokenizer) == VOCAB_SIZE:
+            return tokenizer
     return clip_tokenizer()
 
 
