@@ -135,11 +135,11 @@ def evaluate_samples(images: Tensor, labels: Tensor | None = None) -> Quality:
 
     FID compares against N held-out real test digits (so N is at most 1,000 offline).
     """
+    if labels is not None and labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
     feats, logits = features_and_logits(images)
     accuracy = None
     if labels is not None:
-        if labels.shape != (len(images),):
-            raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
         accuracy = float((logits.argmax(1).cpu() == labels.cpu()).double().mean())
     n = len(images)
     return Quality(accuracy, frechet_distance(feats, _real_features("test", n)), real_floor(n), n)
