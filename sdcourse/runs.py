@@ -32,14 +32,22 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def write_card(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None) -> Path:
-    """The JSON card beside ``path``: how to reproduce the checkpoint, and what it cost."""
+def write_card(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None,
+               resumed: bool = False) -> Path:
+    """The JSON card beside ``path``: how to reproduce the checkpoint, and what it cost.
+
+    A resumed run keeps the earlier commands (in order) and drops metrics measured on older weights.
+    """
     card = path.with_suffix(".json")
-    previous = json.loads(card.read_text()) if card.exists() else {}
+    previous = json.loads(card.read_text()) if resumed and card.exists() else {}
+    previous.pop("metrics", None)
+    command = ("sdcourse " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}
+               else " ".join(sys.argv))
+    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
+    previous.pop("command", None)
     previous.update({
         "checkpoint": path.name,
-        "command": "sdcourse " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}
-        else " ".join(sys.argv),
+        "commands": commands + [command],  # in order: a run continued with --resume lists both
         **meta,
         "train_config": train_config.__dict__,
         "steps": result.step,
@@ -85,7 +93,7 @@ def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, r
     result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
                  progress)
     export_ema(resume_path(out), out)
-    write_card(out, result, meta, train_config)
+    write_card(out, result, meta, train_config, resumed=resume)
     return result
 
 
@@ -102,5 +110,5 @@ def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False,
     test = load_mnist("test", verbose=False)
     with torch.no_grad():
         accuracy = (result.ema(test.images).argmax(1) == test.labels).double().mean().item()
-    write_card(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)})
+    write_card(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)}, resumed=resume)
     return result
