@@ -133,7 +133,8 @@ def cmd_train(args) -> int:
             result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
                                      progress=not args.json)
         elif args.model in ("vae", "vae2d"):
-            result = runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json)
+            result = runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json,
+                                    model_config=None if args.beta is None else {"beta": args.beta})
         else:
             result = runs.train_classifier(out, train_config, args.resume, progress=not args.json)
     except ValueError as err:
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
     train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d"])
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
+    train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
     train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops with a checkpoint")
     train.add_argument("--batch-size", type=int, default=None)

@@ -315,6 +315,68 @@ def decode_latents(model: VAE, latents: Tensor) -> Tensor:
     return model.decode(latents / model.scaling_factor)  # diffusers: vae.decode(latents / scaling_factor)
 
 
+# ---- what lesson 05 looks at ------------------------------------------------------------------
+
+
+def train_briefly(model: VAE, images: Tensor, steps: int, batch_size: int = 128, lr: float = 1e-3,
+                  beta: float | None = None, seed: int = 0, progress: bool = True) -> list[float]:
+    """A short in-memory run (no checkpoints) for the lesson's beta sweep; returns the losses.
+
+    ``images`` (N, C, H, W); batches and eps come from one generator seeded with ``seed``.
+    ``sdcourse train vae`` (``runs.train_vae``) is the full run with checkpoints and resume.
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), disable=not progress, desc=f"beta={model.config.beta if beta is None else beta}",
+                  mininterval=1.0):
+        x = images[torch.randint(0, len(images), (batch_size,), generator=gen)]
+        loss = vae_loss(model, x, gen, beta).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def elbo_terms(model: VAE, images: Tensor, beta: float | None = None, seed: int = 0) -> dict[str, float]:
+    """Mean reconstruction error (SSE per image), KL (nats per image) and negative ELBO on ``images``."""
+    terms = vae_loss(model.eval(), images, torch.Generator().manual_seed(seed), beta)
+    return {"reconstruction": terms.reconstruction.mean().item(), "kl": terms.kl.mean().item(),
+            "negative_elbo": terms.loss.item()}
+
+
+@torch.no_grad()
+def decode_grid(model: VAE, n: int = 15, extent: float = 3.0) -> tuple[Tensor, Tensor]:
+    """Decode an n x n grid of 2-D latents over [-extent, extent]^2 (the prior's bulk).
+
+    Returns (images (n*n, C, H, W), row by row with z_2 decreasing downwards, and the latents (n*n, 2)).
+    """
+    if tuple(model.config.latent_shape) != (2,):
+        raise ValueError(f"decode_grid needs a 2-D latent, this VAE has latent shape {model.config.latent_shape}")
+    axis = torch.linspace(-extent, extent, n)
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # rows: z_2 from top (high) to bottom
+    z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)  # (n, n, 2) -> (n*n, 2)
+    return model.eval().decode(z), z
+
+
+@torch.no_grad()
+def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, n: int = 8) -> tuple[Tensor, Tensor]:
+    """Blend two images (1, C, H, W) in n steps: (decoded latent blends, pixel blends), each (n, C, H, W)."""
+    w = torch.linspace(0, 1, n)
+    (m_a, _), (m_b, _) = model.eval().encode(x_a), model.encode(x_b)
+    wz = w.view(-1, *[1] * (m_a.ndim - 1))  # (n, 1, ...) to broadcast over the latent
+    wx = w.view(-1, *[1] * (x_a.ndim - 1))  # (n, 1, 1, 1)
+    latent = model.decode((1 - wz) * m_a + wz * m_b)  # walk between the two means
+    return latent, (1 - wx) * x_a + wx * x_b
+
+
 def load_pretrained(name: str = "vae_mnist", directory: str | Path | None = None,
                     device: str | torch.device = "cpu") -> VAE:
     """The course's trained VAE ``checkpoints/NAME.safetensors`` (EMA weights), with its scaling factor.
