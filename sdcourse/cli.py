@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|classifier|vae|vae2d  train a course model, with checkpoints and --resume
+    sdcourse train ddpm|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -125,13 +125,15 @@ def cmd_train(args) -> int:
     from .unet import UNetConfig
 
     default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
-               "vae2d": "vae2d_mnist"}[args.model]
+               "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
     try:
         train_config = _train_config(args)
         if args.model == "ddpm":
             result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
                                      progress=not args.json)
+        elif args.model == "ldm":
+            result = runs.train_ldm(out, train_config, args.resume, progress=not args.json)
         elif args.model in ("vae", "vae2d"):
             result = runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json,
                                     model_config=None if args.beta is None else {"beta": args.beta})
@@ -259,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d"])
+    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d", "ldm"])
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")

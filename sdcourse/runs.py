@@ -143,3 +143,36 @@ def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool =
     checkpoint.save(out, tensors, {**saved, "scaling_factor": scale})
     write_card(out, result, meta, train_config, metrics)
     return result
+
+
+def ldm_unet_config() -> UNetConfig:
+    """The toy UNet on padded 4x8x8 latents: two levels (8 -> 4), attention at 4x4 (16 tokens)."""
+    return UNetConfig(image_size=8, in_channels=4, channels=(64, 128), attention_levels=(False, True))
+
+
+def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True,
+              vae_name: str = "vae_mnist", model_config: UNetConfig | None = None) -> FitResult:
+    """The class-conditional latent DDPM of lesson 07: the lesson-02 loss on the VAE's scaled latents.
+
+    The VAE ``checkpoints/{vae_name}`` and its stored scaling factor are recorded in the card.
+    """
+    from . import ldm
+
+    digits = load_mnist("train")
+    autoencoder = vae_module.load_pretrained(vae_name)
+    posteriors = ldm.encode_posteriors(autoencoder, digits.images)  # (N, 8, 7, 7)
+    model_config = model_config or ldm_unet_config()
+    torch.manual_seed(train_config.seed)
+    model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
+    schedule = ddpm_schedule()
+    meta = {"kind": "ldm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
+            "vae": vae_name, "scaling_factor": autoencoder.scaling_factor, "latent_padding": "7x7 -> 8x8, zeros",
+            "data_source": digits.source, "train_digits": len(digits)}
+
+    def loss(m, x, y, gen):
+        return ldm.latent_ddpm_loss(m, schedule, x, y, gen, autoencoder.scaling_factor, train_config.label_dropout)
+
+    result = fit(model, loss, (posteriors, digits.labels), train_config, resume_path(out), meta, resume, progress)
+    export_ema(resume_path(out), out)
+    write_card(out, result, meta, train_config)
+    return result
