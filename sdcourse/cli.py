@@ -163,18 +163,23 @@ def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, l
                    progress: bool, guidance_scale: float = 1.0):
     import torch
 
-    from . import runs, samplers
+    from . import checkpoint, config, ldm, runs, samplers, vae
     from .unet import load_pretrained
 
     model = load_pretrained(model_name)
+    path = config.CHECKPOINTS_DIR / f"{model_name}.safetensors"
+    latent = checkpoint.load(path)[1].get("kind") == "ldm"  # lesson 07: sample latents, then decode
     schedule = runs.ddpm_schedule()
     if sampler_name == "ddpm":
         if steps not in (None, schedule.num_steps):
             raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
-        sampler = samplers.DDPMSampler(schedule)
+        sampler = samplers.DDPMSampler(schedule, clip_sample=not latent)
     else:
-        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta)
+        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta, clip_sample=not latent)
     gen = torch.Generator().manual_seed(seed)
+    if latent:
+        autoencoder = vae.load_pretrained(checkpoint.load(path)[1]["vae"])
+        return ldm.sample_digits(model, autoencoder, sampler, labels, gen, progress)
     return samplers.sample(model, sampler, (len(labels), 1, 28, 28), labels=labels, generator=gen, progress=progress)
 
 
