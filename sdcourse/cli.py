@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|classifier [...]     train a course model, with checkpoints and --resume
+    sdcourse train ddpm|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -124,13 +124,19 @@ def cmd_train(args) -> int:
     from . import config, runs
     from .unet import UNetConfig
 
-    default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier"}[args.model]
+    default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
+               "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
     try:
         train_config = _train_config(args)
         if args.model == "ddpm":
             result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
                                      progress=not args.json)
+        elif args.model == "ldm":
+            result = runs.train_ldm(out, train_config, args.resume, progress=not args.json)
+        elif args.model in ("vae", "vae2d"):
+            result = runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json,
+                                    model_config=None if args.beta is None else {"beta": args.beta})
         else:
             result = runs.train_classifier(out, train_config, args.resume, progress=not args.json)
     except ValueError as err:
@@ -157,18 +163,23 @@ def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, l
                    progress: bool, guidance_scale: float = 1.0):
     import torch
 
-    from . import runs, samplers
+    from . import checkpoint, config, ldm, runs, samplers, vae
     from .unet import load_pretrained
 
     model = load_pretrained(model_name)
+    path = config.CHECKPOINTS_DIR / f"{model_name}.safetensors"
+    latent = checkpoint.load(path)[1].get("kind") == "ldm"  # lesson 07: sample latents, then decode
     schedule = runs.ddpm_schedule()
     if sampler_name == "ddpm":
         if steps not in (None, schedule.num_steps):
             raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
-        sampler = samplers.DDPMSampler(schedule)
+        sampler = samplers.DDPMSampler(schedule, clip_sample=not latent)
     else:
-        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta)
+        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta, clip_sample=not latent)
     gen = torch.Generator().manual_seed(seed)
+    if latent:
+        autoencoder = vae.load_pretrained(checkpoint.load(path)[1]["vae"])
+        return ldm.sample_digits(model, autoencoder, sampler, labels, gen, progress)
     return samplers.sample(model, sampler, (len(labels), 1, 28, 28), labels=labels, generator=gen, progress=progress)
 
 
@@ -255,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "classifier"])
+    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d", "ldm"])
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
+    train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
     train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops with a checkpoint")
     train.add_argument("--batch-size", type=int, default=None)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, config
+from . import vae as vae_module
 from .data import load_mnist
 from .evaluate import Classifier, classifier_loss
 from .schedules import NoiseSchedule
@@ -111,4 +112,75 @@ def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False,
     with torch.no_grad():
         accuracy = (result.ema(test.images).argmax(1) == test.labels).double().mean().item()
     write_card(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)}, resumed=resume)
+    return result
+
+
+def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool = False,
+              progress: bool = True, model_config: dict | None = None) -> FitResult:
+    """The VAEs of lesson 05: ``variant`` "vae" (4x7x7 spatial latent) or "vae2d" (2-D latent).
+
+    Minimises the negative ELBO (``vae.vae_loss``; eps drawn from the step's generator, so resume is
+    exact), exports the EMA weights, then computes the latent scaling factor (1 / std of the latents
+    of the training digits, as SD's 0.18215) and stores it in the checkpoint's metadata and card,
+    with the reconstruction error and KL on the held-out test digits.
+    """
+    digits = load_mnist("train")
+    torch.manual_seed(train_config.seed)
+    model = vae_module.build(variant, model_config).to(config.device())
+    meta = {"kind": variant, "model_config": vae_module.config_dict(model), "data_source": digits.source,
+            "train_digits": len(digits), "likelihood": "Gaussian, fixed variance 1/2: sum of squared errors"}
+
+    def loss(m, x, y, gen):
+        return vae_module.vae_loss(m, x.contiguous(), gen).loss
+
+    result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
+                 progress)
+    export_ema(resume_path(out), out)
+    ema = vae_module.load_pretrained(out.stem, out.parent)
+    scale = vae_module.latent_scaling_factor(ema, digits.images)
+    test = load_mnist("test", verbose=False)
+    with torch.no_grad():
+        terms = vae_module.vae_loss(ema, test.images, torch.Generator().manual_seed(0))
+        mean, _ = ema.encode(test.images)
+        pixel_mse = (ema.decode(mean) - test.images).pow(2).mean().item()
+    metrics = {"scaling_factor": scale, "latent_std": 1.0 / scale, "test_digits": len(test),
+               "test_reconstruction_sse": terms.reconstruction.mean().item(),
+               "test_kl": terms.kl.mean().item(), "test_negative_elbo": terms.loss.item(),
+               "test_pixel_mse_of_mean": pixel_mse}
+    tensors, saved = checkpoint.load(out)
+    checkpoint.save(out, tensors, {**saved, "scaling_factor": scale})
+    write_card(out, result, meta, train_config, metrics)
+    return result
+
+
+def ldm_unet_config() -> UNetConfig:
+    """The toy UNet on padded 4x8x8 latents: two levels (8 -> 4), attention at 4x4 (16 tokens)."""
+    return UNetConfig(image_size=8, in_channels=4, channels=(64, 128), attention_levels=(False, True))
+
+
+def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True,
+              vae_name: str = "vae_mnist", model_config: UNetConfig | None = None) -> FitResult:
+    """The class-conditional latent DDPM of lesson 07: the lesson-02 loss on the VAE's scaled latents.
+
+    The VAE ``checkpoints/{vae_name}`` and its stored scaling factor are recorded in the card.
+    """
+    from . import ldm
+
+    digits = load_mnist("train")
+    autoencoder = vae_module.load_pretrained(vae_name)
+    posteriors = ldm.encode_posteriors(autoencoder, digits.images)  # (N, 8, 7, 7)
+    model_config = model_config or ldm_unet_config()
+    torch.manual_seed(train_config.seed)
+    model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
+    schedule = ddpm_schedule()
+    meta = {"kind": "ldm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
+            "vae": vae_name, "scaling_factor": autoencoder.scaling_factor, "latent_padding": "7x7 -> 8x8, zeros",
+            "data_source": digits.source, "train_digits": len(digits)}
+
+    def loss(m, x, y, gen):
+        return ldm.latent_ddpm_loss(m, schedule, x, y, gen, autoencoder.scaling_factor, train_config.label_dropout)
+
+    result = fit(model, loss, (posteriors, digits.labels), train_config, resume_path(out), meta, resume, progress)
+    export_ema(resume_path(out), out)
+    write_card(out, result, meta, train_config)
     return result

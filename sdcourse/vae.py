@@ -1,0 +1,402 @@
+"""The variational autoencoder (lesson 05) whose latents the diffusion model of lesson 07 denoises.
+
+Kingma and Welling 2014, "Auto-Encoding Variational Bayes" (arXiv:1312.6114). An encoder maps an
+image x to the parameters of a diagonal Gaussian q(z | x) = N(mean, exp(logvar)); a decoder maps a
+latent z back to an image. Training minimises the negative evidence lower bound (ELBO, Eq. 3):
+
+    -ELBO(x) = E_q[-log p(x | z)] + beta * KL(q(z | x) || N(0, I))
+             =   reconstruction   + beta * KL
+
+- reconstruction: the decoder's likelihood is a Gaussian with fixed variance, p(x | z) =
+  N(x; decoder(z), sigma^2 I), so -log p(x | z) = ||x - decoder(z)||^2 / (2 sigma^2) + const. We use
+  the sum of squared errors over pixels (sigma^2 = 1/2 on the [-1, 1] scale), one sample of z.
+- KL: closed form for two Gaussians (Appendix B), summed over the latent dimensions.
+- beta = 1 is the true ELBO; beta != 1 trades reconstruction for a smoother latent space
+  (Higgins et al. 2017, beta-VAE).
+- z = mean + exp(logvar / 2) * eps with eps ~ N(0, I) (the reparameterization trick, Eq. 10 with
+  g(eps, x) = mu + sigma * eps), so gradients flow through the sample into the encoder.
+
+Two shapes, one interface (``encode(x) -> (mean, logvar)``, ``decode(z) -> x_hat``):
+- ``ConvVAE``: a spatial latent like Stable Diffusion's (Rombach et al. 2022, arXiv:2112.10752):
+  1x28x28 -> 4x7x7, a downsampling factor of 4 (SD: 3x512x512 -> 4x64x64, factor 8).
+- ``MLPVAE``: a fully connected VAE with a 2-D latent, small enough to draw its latent space.
+
+The latent scaling factor: SD multiplies its latents by 0.18215, one over the standard deviation of
+the latents of a batch of training images, so the diffusion model sees unit-variance data (the
+assumption its noise schedule is built on). ``latent_scaling_factor`` computes ours the same way;
+``runs.train_vae`` stores it in the checkpoint, and ``encode_latents`` / ``decode_latents`` use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Tensor = torch.Tensor
+LOGVAR_RANGE = (-30.0, 20.0)  # the clamp diffusers' DiagonalGaussianDistribution applies (no exp overflow)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The convolutional VAE with a spatial latent (the shape of SD's VAE, shrunk for MNIST)."""
+
+    image_size: int = 28  # MNIST digits are 28x28; must be divisible by 2^(len(channels))
+    in_channels: int = 1  # grayscale
+    latent_channels: int = 4  # SD's VAE has 4 latent channels; 4x7x7 = 196 numbers for 784 pixels
+    channels: tuple[int, ...] = (16, 32)  # per downsampling (28 -> 14 -> 7): factor 2^len = 4; CPU-sized
+    groups: int = 8  # GroupNorm groups, as in SD's ResnetBlock2D; channels must divide by it
+    beta: float = 1.0  # weight of the KL term; 1 = the ELBO of Kingma and Welling
+
+    def __post_init__(self):
+        if not self.channels or any(int(c) < 1 or c % self.groups for c in self.channels):
+            raise ValueError(f"channels must be positive and divide by groups={self.groups}, got {self.channels!r}")
+        if self.image_size < 1 or self.image_size % 2 ** len(self.channels):
+            raise ValueError(f"image_size={self.image_size} must be a positive multiple of "
+                             f"2^len(channels) = {2 ** len(self.channels)}")
+        for name in ("in_channels", "latent_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_beta(self.beta)
+
+    @property
+    def factor(self) -> int:
+        """The downsampling factor: image_size / latent_size (4 here, 8 in SD)."""
+        return 2 ** len(self.channels)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        s = self.image_size // self.factor
+        return (self.latent_channels, s, s)
+
+
+@dataclass(frozen=True)
+class MLPVAEConfig:
+    """The fully connected VAE with a tiny latent, for drawing the latent space."""
+
+    image_size: int = 28  # MNIST
+    in_channels: int = 1  # grayscale
+    hidden: tuple[int, ...] = (512, 256)  # hidden widths of the encoder (the decoder mirrors them)
+    latent_dim: int = 2  # 2 so that the whole latent space fits on one page
+    beta: float = 1.0  # weight of the KL term; 1 = the ELBO
+
+    def __post_init__(self):
+        if self.image_size < 1 or self.in_channels < 1 or self.latent_dim < 1:
+            raise ValueError(f"image_size, in_channels and latent_dim must be >= 1, got {self.image_size}, "
+                             f"{self.in_channels}, {self.latent_dim}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
+        _check_beta(self.beta)
+
+    @property
+    def latent_shape(self) -> tuple[int]:
+        return (self.latent_dim,)
+
+
+def _check_beta(beta: float) -> None:
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0 (0: a plain autoencoder, 1: the ELBO), got {beta}")
+
+
+# ---- the objective ----------------------------------------------------------------------------
+
+
+def reparameterize(mean: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+    """z = mean + sigma * eps with sigma = exp(logvar / 2) (Kingma and Welling 2014, Eq. 10).
+
+    All three tensors share one shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) drawn by the caller.
+    """
+    return mean + torch.exp(0.5 * logvar) * eps  # sigma = sqrt(exp(logvar))
+
+
+def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per sample: (B, ...) -> (B,), summed over latent dims.
+
+    Closed form (Kingma and Welling 2014, Appendix B): -1/2 sum(1 + log sigma^2 - mu^2 - sigma^2).
+    """
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # Appendix B, per latent dimension
+    return kl.flatten(1).sum(1)  # (B, ...) -> (B,)
+
+
+def reconstruction_error(x: Tensor, x_hat: Tensor) -> Tensor:
+    """-log p(x | z) up to a constant, per sample: the sum of squared errors (B, ...) -> (B,).
+
+    A Gaussian decoder with fixed variance sigma^2 = 1/2: ||x - x_hat||^2 / (2 sigma^2) = ||x - x_hat||^2.
+    """
+    return (x - x_hat).pow(2).flatten(1).sum(1)  # (B, C, H, W) -> (B,)
+
+
+def negative_elbo(x: Tensor, x_hat: Tensor, mean: Tensor, logvar: Tensor, beta: float = 1.0) -> Tensor:
+    """-ELBO per sample (B,): reconstruction_error(x, x_hat) + beta * kl_divergence(mean, logvar)."""
+    _check_beta(beta)
+    return reconstruction_error(x, x_hat) + beta * kl_divergence(mean, logvar)  # Eq. 3 with one z sample
+
+
+class ELBOTerms(NamedTuple):
+    loss: Tensor  # mean over the batch of the negative ELBO (what the optimizer minimises)
+    reconstruction: Tensor  # (B,) sum of squared errors
+    kl: Tensor  # (B,) KL to the prior
+
+
+def vae_loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float | None = None) -> ELBOTerms:
+    """One-sample estimate of the negative ELBO for a batch x (B, C, H, W); eps drawn from ``generator``."""
+    beta = model.config.beta if beta is None else beta
+    _check_beta(beta)
+    mean, logvar = model.encode(x)
+    eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
+    x_hat = model.decode(reparameterize(mean, logvar, eps))
+    rec, kl = reconstruction_error(x, x_hat), kl_divergence(mean, logvar)
+    return ELBOTerms((rec + beta * kl).mean(), rec, kl)
+
+
+# ---- the models -------------------------------------------------------------------------------
+
+
+class ResBlock(nn.Module):
+    """GroupNorm, SiLU, 3x3 conv, twice, plus a skip: the ResnetBlock2D of SD's VAE without time."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, out_ch), nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class VAE(nn.Module):
+    """Shared interface: ``encode``, ``decode``, ``forward``, input checks and the scaling factor."""
+
+    config: VAEConfig | MLPVAEConfig
+    scaling_factor: float = 1.0  # set from the checkpoint by ``load_pretrained`` (SD: 0.18215)
+
+    def check_images(self, x: Tensor, name: str = "images") -> None:
+        c, s = self.config.in_channels, self.config.image_size
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2:] != (s, s):
+            raise ValueError(f"{name} must have shape (B, {c}, {s}, {s}) for this VAE, got {tuple(x.shape)}")
+
+    def check_latents(self, z: Tensor) -> None:
+        shape = tuple(self.config.latent_shape)
+        if z.ndim != 1 + len(shape) or tuple(z.shape[1:]) != shape:
+            raise ValueError(f"latents must have shape (B, {', '.join(map(str, shape))}), got {tuple(z.shape)}")
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, C, H, W) -> (x_hat, mean, logvar), with one reparameterized sample of z."""
+        mean, logvar = self.encode(x)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
+        return self.decode(reparameterize(mean, logvar, eps)), mean, logvar
+
+
+class ConvVAE(VAE):
+    """x (B, 1, 28, 28) -> mean, logvar (B, 4, 7, 7) -> x_hat (B, 1, 28, 28) in [-1, 1]."""
+
+    def __init__(self, config: VAEConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or VAEConfig()
+        ch, g = cfg.channels, cfg.groups
+        enc: list[nn.Module] = [nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)]
+        prev = ch[0]
+        for c in ch:  # each level: a residual block, then a stride-2 conv halves the size
+            enc += [ResBlock(prev, c, g), nn.Conv2d(c, c, 3, stride=2, padding=1)]
+            prev = c
+        # SD's encoder ends with norm, SiLU and a conv to 2 x latent_channels: mean and logvar
+        enc += [ResBlock(prev, prev, g), nn.GroupNorm(g, prev), nn.SiLU(),
+                nn.Conv2d(prev, 2 * cfg.latent_channels, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, ch[-1], 3, padding=1), ResBlock(ch[-1], ch[-1], g)]
+        prev = ch[-1]
+        for c in reversed(ch):  # each level: upsample x2 (nearest + conv, as SD's Upsample2D), a block
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(prev, prev, 3, padding=1),
+                    ResBlock(prev, c, g)]
+            prev = c
+        dec += [nn.GroupNorm(g, prev), nn.SiLU(), nn.Conv2d(prev, cfg.in_channels, 3, padding=1), nn.Tanh()]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C, H, W) in [-1, 1] -> (mean, logvar), each (B, latent_channels, H/f, W/f)."""
+        self.check_images(x)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, 2L, h, w) -> 2 x (B, L, h, w)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z (B, latent_channels, H/f, W/f) -> x_hat (B, C, H, W) in [-1, 1]."""
+        self.check_latents(z)
+        return self.decoder(z)
+
+
+def _mlp(widths: list[int]) -> list[nn.Module]:
+    return [m for a, b in zip(widths[:-1], widths[1:], strict=True) for m in (nn.Linear(a, b), nn.SiLU())]
+
+
+class MLPVAE(VAE):
+    """x (B, 1, 28, 28) -> mean, logvar (B, 2) -> x_hat (B, 1, 28, 28) in [-1, 1]."""
+
+    def __init__(self, config: MLPVAEConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or MLPVAEConfig()
+        pixels = cfg.in_channels * cfg.image_size ** 2
+        self.encoder = nn.Sequential(*_mlp([pixels, *cfg.hidden]), nn.Linear(cfg.hidden[-1], 2 * cfg.latent_dim))
+        self.decoder = nn.Sequential(*_mlp([cfg.latent_dim, *reversed(cfg.hidden)]),
+                                     nn.Linear(cfg.hidden[0], pixels), nn.Tanh())
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C, H, W) -> (mean, logvar), each (B, latent_dim)."""
+        self.check_images(x)
+        mean, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)  # (B, CHW) -> 2 x (B, latent_dim)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z (B, latent_dim) -> x_hat (B, C, H, W) in [-1, 1]."""
+        self.check_latents(z)
+        c, s = self.config.in_channels, self.config.image_size
+        return self.decoder(z).view(-1, c, s, s)  # (B, CHW) -> (B, C, H, W)
+
+
+VARIANTS = {"vae": (ConvVAE, VAEConfig), "vae2d": (MLPVAE, MLPVAEConfig)}
+
+
+def build(variant: str, model_config: dict | None = None) -> VAE:
+    """``build("vae")`` (the spatial ConvVAE) or ``build("vae2d")`` (the 2-D MLPVAE), from a config dict."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    model_cls, config_cls = VARIANTS[variant]
+    values = model_config or {}
+    unknown = sorted(set(values) - {f.name for f in fields(config_cls)})
+    if unknown:
+        raise ValueError(f"unknown {config_cls.__name__} fields {unknown}")
+    return model_cls(config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}))
+
+
+def config_dict(model: VAE) -> dict:
+    return asdict(model.config)
+
+
+# ---- latents for diffusion --------------------------------------------------------------------
+
+
+@torch.no_grad()
+def latent_scaling_factor(model: VAE, images: Tensor, batch_size: int = 500, seed: int = 0) -> float:
+    """1 / std of the latents z ~ q(z | x) of ``images`` (N, C, H, W), as SD's 0.18215 was computed.
+
+    Rombach et al. 2022, Sec. 4.3.2 / Appendix G: rescale "by the component-wise standard deviation"
+    so the latents have unit variance, which the diffusion model's noise schedule assumes.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    zs = []
+    for start in range(0, len(images), batch_size):
+        mean, logvar = model.encode(images[start:start + batch_size])
+        eps = torch.randn(mean.shape, generator=gen).to(mean.device, mean.dtype)
+        zs.append(reparameterize(mean, logvar, eps))
+    return 1.0 / torch.cat(zs).double().std().item()
+
+
+@torch.no_grad()
+def encode_latents(model: VAE, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Images (B, C, H, W) -> scaled latents for diffusion: z * model.scaling_factor.
+
+    With a ``generator``, z is a sample of q(z | x) (as SD's training does); without, its mean.
+    """
+    mean, logvar = model.encode(x)
+    z = mean if generator is None else reparameterize(
+        mean, logvar, torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype))
+    return z * model.scaling_factor  # diffusers: latents = vae.encode(x).latent_dist.sample() * scaling_factor
+
+
+@torch.no_grad()
+def decode_latents(model: VAE, latents: Tensor) -> Tensor:
+    """Scaled latents from diffusion -> images (B, C, H, W) in [-1, 1]: decode(latents / scaling_factor)."""
+    return model.decode(latents / model.scaling_factor)  # diffusers: vae.decode(latents / scaling_factor)
+
+
+# ---- what lesson 05 looks at ------------------------------------------------------------------
+
+
+def train_briefly(model: VAE, images: Tensor, steps: int, batch_size: int = 128, lr: float = 1e-3,
+                  beta: float | None = None, seed: int = 0, progress: bool = True) -> list[float]:
+    """A short in-memory run (no checkpoints) for the lesson's beta sweep; returns the losses.
+
+    ``images`` (N, C, H, W); batches and eps come from one generator seeded with ``seed``.
+    ``sdcourse train vae`` (``runs.train_vae``) is the full run with checkpoints and resume.
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), disable=not progress, desc=f"beta={model.config.beta if beta is None else beta}",
+                  mininterval=1.0):
+        x = images[torch.randint(0, len(images), (batch_size,), generator=gen)]
+        loss = vae_loss(model, x, gen, beta).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def elbo_terms(model: VAE, images: Tensor, beta: float | None = None, seed: int = 0) -> dict[str, float]:
+    """Mean reconstruction error (SSE per image), KL (nats per image) and negative ELBO on ``images``."""
+    terms = vae_loss(model.eval(), images, torch.Generator().manual_seed(seed), beta)
+    return {"reconstruction": terms.reconstruction.mean().item(), "kl": terms.kl.mean().item(),
+            "negative_elbo": terms.loss.item()}
+
+
+@torch.no_grad()
+def decode_grid(model: VAE, n: int = 15, extent: float = 3.0) -> tuple[Tensor, Tensor]:
+    """Decode an n x n grid of 2-D latents over [-extent, extent]^2 (the prior's bulk).
+
+    Returns (images (n*n, C, H, W), row by row with z_2 decreasing downwards, and the latents (n*n, 2)).
+    """
+    if tuple(model.config.latent_shape) != (2,):
+        raise ValueError(f"decode_grid needs a 2-D latent, this VAE has latent shape {model.config.latent_shape}")
+    axis = torch.linspace(-extent, extent, n)
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # rows: z_2 from top (high) to bottom
+    z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)  # (n, n, 2) -> (n*n, 2)
+    return model.eval().decode(z), z
+
+
+@torch.no_grad()
+def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, n: int = 8) -> tuple[Tensor, Tensor]:
+    """Blend two images (1, C, H, W) in n steps: (decoded latent blends, pixel blends), each (n, C, H, W)."""
+    w = torch.linspace(0, 1, n)
+    (m_a, _), (m_b, _) = model.eval().encode(x_a), model.encode(x_b)
+    wz = w.view(-1, *[1] * (m_a.ndim - 1))  # (n, 1, ...) to broadcast over the latent
+    wx = w.view(-1, *[1] * (x_a.ndim - 1))  # (n, 1, 1, 1)
+    latent = model.decode((1 - wz) * m_a + wz * m_b)  # walk between the two means
+    return latent, (1 - wx) * x_a + wx * x_b
+
+
+def load_pretrained(name: str = "vae_mnist", directory: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> VAE:
+    """The course's trained VAE ``checkpoints/NAME.safetensors`` (EMA weights), with its scaling factor.
+
+    The checkpoint's metadata gives the variant, the config and ``scaling_factor`` (set on the model).
+    """
+    from . import checkpoint, config
+
+    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
+    path = directory / f"{name}.safetensors"
+    if not path.exists():
+        available = sorted(p.stem for p in directory.glob("*.safetensors"))
+        raise ValueError(f"no checkpoint {path}; available in {directory}: {available}")
+    tensors, meta = checkpoint.load(path)
+    if meta.get("kind") not in VARIANTS:
+        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a VAE ({sorted(VARIANTS)})")
+    model = build(meta["kind"], meta["model_config"])
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    checkpoint.load_state_dict_strict(model, {k[len(prefix):]: v for k, v in tensors.items()
+                                              if k.startswith(prefix)}, path)
+    model.scaling_factor = float(meta.get("scaling_factor", 1.0))
+    return model.to(device).eval()
+

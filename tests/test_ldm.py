@@ -1,0 +1,54 @@
+"""Latent diffusion (lesson 07): padding, the loss sees scaled latents, sampling decodes to digits' shape."""
+
+from __future__ import annotations
+
+import torch
+
+from sdcourse import ldm, vae
+from sdcourse.samplers import DDIMSampler
+from sdcourse.schedules import NoiseSchedule
+from sdcourse.unet import UNet, UNetConfig
+
+
+def _tiny_vae(scaling_factor=0.5):
+    torch.manual_seed(0)
+    model = vae.ConvVAE(vae.VAEConfig(channels=(8, 16))).eval()
+    model.scaling_factor = scaling_factor
+    return model
+
+
+def test_pad_and_crop_round_trip():
+    z = torch.randn(2, 4, 7, 7)
+    padded = ldm.pad(z)
+    assert padded.shape == (2, 4, 8, 8)
+    assert torch.equal(ldm.crop(padded), z)
+    assert padded[..., 7, :].abs().sum() == 0 and padded[..., :, 7].abs().sum() == 0
+
+
+def test_loss_sees_padded_scaled_samples_of_the_posterior(monkeypatch):
+    seen = {}
+
+    def fake_ddpm_loss(model, schedule, x0, labels, gen, label_dropout):
+        seen["x0"] = x0
+        return x0.sum()
+
+    monkeypatch.setattr(ldm, "ddpm_loss", fake_ddpm_loss)
+    autoencoder = _tiny_vae()
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    posteriors = ldm.encode_posteriors(autoencoder, images, batch_size=2)
+    assert posteriors.shape == (3, 8, 7, 7)
+    ldm.latent_ddpm_loss(None, None, posteriors, None, torch.Generator().manual_seed(1), scaling_factor=0.5)
+    mean, logvar = autoencoder.encode(images)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1))
+    expected = ldm.pad(vae.reparameterize(mean, logvar, eps) * 0.5)
+    torch.testing.assert_close(seen["x0"], expected.detach())
+
+
+def test_sampled_latents_decode_to_images():
+    autoencoder = _tiny_vae()
+    model = UNet(UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
+                            attention_heads=2, groups=4)).eval()
+    sampler = DDIMSampler(NoiseSchedule.linear(1000), 2, clip_sample=False)
+    images = ldm.sample_digits(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
+                               torch.Generator().manual_seed(0), progress=False)
+    assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
