@@ -228,8 +228,8 @@ def main() -> None:
         last = q["history"][-1]
         rows.append(("time to 90 % accuracy (DDIM-50)",
                      f"{q['seconds_to_90'] / 60:.1f} min ({q['steps_to_90']} steps)" if q["reached"] else
-                     f"not within {q['budget_minutes']} min (best {100 * max(h['accuracy'] for h in q['history']):.1f} %"
-                     f" by step {last['step']})"))
+                     f"not within {q['budget_minutes']} min "
+                     f"(best {100 * max(h['accuracy'] for h in q['history']):.1f} % by step {last['step']})"))
     width = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{a:<{width}}  {b}" for a, b in rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
