@@ -153,21 +153,37 @@ def _parse_labels(text: str | None, n: int):
 
     if text is None:
         return torch.arange(n) % 10
-    labels = torch.tensor([int(v) for v in text.split(",")])
+    try:
+        labels = torch.tensor([int(v) for v in text.split(",")])
+    except ValueError:
+        raise ValueError(f"--labels must be comma-separated digits 0..9, got {text!r}") from None
     if labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"--labels must be digits 0..9, got {text!r}")
     return labels.repeat(-(-n // len(labels)))[:n]
 
 
+def _check_sampling_args(args) -> None:
+    """Reject bad --steps, --eta and --n before any checkpoint is loaded, naming the option."""
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise ValueError(f"--steps must be in [1, 1000] (the training steps), got {args.steps}")
+    if not 0.0 <= args.eta <= 1.0:
+        raise ValueError(f"--eta must be in [0, 1] (0 = DDIM, 1 = DDPM-like), got {args.eta}")
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+
+
 def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, labels, seed: int,
-                   progress: bool, guidance_scale: float = 1.0):
+                   progress: bool, guidance_scale: float = 1.0, directory=None):
+    from pathlib import Path
+
     import torch
 
     from . import checkpoint, config, ldm, runs, samplers, vae
     from .unet import load_pretrained
 
-    model = load_pretrained(model_name)
-    path = config.CHECKPOINTS_DIR / f"{model_name}.safetensors"
+    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
+    model = load_pretrained(model_name, directory=directory)
+    path = directory / f"{model_name}.safetensors"
     latent = checkpoint.load(path)[1].get("kind") == "ldm"  # lesson 07: sample latents, then decode
     schedule = runs.ddpm_schedule()
     if sampler_name == "ddpm":
@@ -192,9 +208,10 @@ def cmd_sample(args) -> int:
     from . import viz
 
     try:
+        _check_sampling_args(args)
         labels = _parse_labels(args.labels, args.n)
         images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json)
+                                progress=not args.json, directory=args.checkpoints)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -209,20 +226,22 @@ def cmd_sample(args) -> int:
 
 def cmd_evaluate(args) -> int:
     import json as json_module
+    from pathlib import Path
 
     from . import config, evaluate
 
     try:
+        _check_sampling_args(args)
         labels = _parse_labels(None, args.n)
         images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json)
+                                progress=not args.json, directory=args.checkpoints)
         quality = evaluate.evaluate_samples(images, labels)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
     name = f"{args.sampler}-{args.steps or (1000 if args.sampler == 'ddpm' else 50)}"
     if args.card:
-        card = (config.CHECKPOINTS_DIR / args.model).with_suffix(".json")
+        card = (Path(args.checkpoints or config.CHECKPOINTS_DIR) / args.model).with_suffix(".json")
         info = json_module.loads(card.read_text()) if card.exists() else {}
         info.setdefault("metrics", {})[name] = {**quality.as_dict(), "seed": args.seed,
                                                  "command": "sdcourse " + " ".join(sys.argv[1:])}
@@ -282,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("evaluate", cmd_evaluate, "conditional accuracy and FID of generated digits")):
         sub = add(name, func, help)
         sub.add_argument("--model", default="ddpm_mnist", help="checkpoint name in checkpoints/")
+        sub.add_argument("--checkpoints", default=None, help="folder holding the checkpoint (default checkpoints/)")
         sub.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
         sub.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50); DDPM uses all 1000")
         sub.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like")
