@@ -41,19 +41,18 @@ def compare(
     where = f" ({context})" if context else ""
     if not isinstance(got, torch.Tensor):
         raise CheckFailed(f"{what}{where}: expected a torch.Tensor, got {type(got).__name__}")
-    if got.shape != expected.shape:
-        raise CheckFailed(
-            f"{what}{where}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-        )
     got64, expected64 = got.detach().double().cpu(), expected.detach().double().cpu()
-    if torch.allclose(got64, expected64, atol=atol, rtol=rtol):
+    if got.shape != expected.shape:
+        message = f"{what}{where}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    elif torch.allclose(got64, expected64, atol=atol, rtol=rtol):
         return
-    error = (got64 - expected64).abs().nan_to_num(float("inf"))
-    index = tuple(int(i) for i in torch.nonzero(error == error.max())[0])
-    message = (
-        f"{what}{where}: element {list(index)} should be {expected64[index].item():.6g} "
-        f"but is {got64[index].item():.6g} (max abs difference {error.max().item():.3g})"
-    )
+    else:
+        error = (got64 - expected64).abs().nan_to_num(float("inf"))
+        index = tuple(int(i) for i in torch.nonzero(error == error.max())[0])
+        message = (
+            f"{what}{where}: element {list(index)} should be {expected64[index].item():.6g} "
+            f"but is {got64[index].item():.6g} (max abs difference {error.max().item():.3g})"
+        )
     for cause, wrong in (mistakes or {}).items():
         wrong = torch.as_tensor(wrong).detach().double().cpu()
         if wrong.shape == got64.shape and torch.allclose(got64, wrong, atol=atol, rtol=rtol):
@@ -324,6 +323,335 @@ def check_ddim_step(fn: Callable, trials: int = 5, seed: int | None = None) -> N
         compare("x_{t_prev}", got, expected, mistakes=mistakes,
                 context=f"{schedule.name} schedule, {n} steps, t={t}, t_prev={t_prev}")
     passed("ddim_step", trials)
+
+
+# ---- lesson 06: attention ---------------------------------------------------------------------
+
+
+def _randint(gen: torch.Generator, low: int, high: int) -> int:
+    return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+
+def check_attention(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
+    """Check ``fn(q, k, v) -> out``, softmax(q k^T / sqrt(d_k)) v on (B, h, L, d) tensors."""
+    from .attention import attention
+
+    gen = generator(seed)
+    for _ in range(trials):
+        b, h = _randint(gen, 1, 3), _randint(gen, 1, 4)
+        lq, lk = _randint(gen, 2, 9), _randint(gen, 2, 9)
+        dk = _randint(gen, 4, 32)
+        dv = dk + _randint(gen, 1, 8)  # d_v != d_k, so sqrt(d_v) is told apart from sqrt(d_k)
+        q = torch.randn(b, h, lq, dk, generator=gen)
+        k = torch.randn(b, h, lk, dk, generator=gen)
+        v = torch.randn(b, h, lk, dv, generator=gen)
+        got = call(fn, q.clone(), k.clone(), v.clone(), what="attention")
+        scores = q @ k.transpose(-2, -1)  # (B, h, L_q, L_k), not yet scaled
+        compare(
+            "attention output",
+            got,
+            attention(q, k, v),
+            mistakes={
+                "the scores are not scaled: divide q k^T by sqrt(d_k) before the softmax.":
+                    scores.softmax(-1) @ v,
+                "divided by d_k; the scale is 1 / sqrt(d_k) (math.sqrt(q.shape[-1])).":
+                    (scores / dk).softmax(-1) @ v,
+                "scaled by sqrt(d_v) (v's width); the scale uses d_k, the width of q and k.":
+                    (scores / dv**0.5).softmax(-1) @ v,
+                "softmax over the wrong axis (the queries, dim=-2); each query's weights over "
+                "the keys must sum to 1: softmax(dim=-1).": (scores / dk**0.5).softmax(-2) @ v,
+                "multiplied by the scale instead of dividing: scores / sqrt(d_k).":
+                    (scores * dk**0.5).softmax(-1) @ v,
+            },
+            context=f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}",
+        )
+    passed("attention", trials)
+
+
+def check_split_heads(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
+    """Check ``fn(x, heads)``: (B, L, heads*d) -> (B, heads, L, d); head i holds channels
+    i*d .. (i+1)*d - 1."""
+    from .attention import split_heads
+
+    gen = generator(seed)
+    for _ in range(trials):
+        b, length, h, d = (_randint(gen, lo, hi) for lo, hi in ((1, 3), (2, 7), (2, 4), (2, 6)))
+        x = torch.randn(b, length, h * d, generator=gen)
+        got = call(fn, x.clone(), h, what="split_heads")
+        compare(
+            "split_heads(x, heads)",
+            got,
+            split_heads(x, h),
+            mistakes={
+                "reshaped straight to (B, heads, L, d): view as (B, L, heads, d) first, then "
+                "swap L and heads with transpose(1, 2).": x.reshape(b, h, length, d),
+                "heads interleaved: channel c went to head c % heads; head i is the contiguous "
+                "block of channels i*d .. (i+1)*d - 1, so view as (B, L, heads, d).":
+                    x.view(b, length, d, h).permute(0, 3, 1, 2),
+            },
+            atol=0, rtol=0,
+            context=f"x {tuple(x.shape)}, heads={h}",
+        )
+    passed("split_heads", trials)
+
+
+def check_merge_heads(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
+    """Check ``fn(x)``: (B, heads, L, d) -> (B, L, heads*d), head 0's channels first."""
+    from .attention import merge_heads
+
+    gen = generator(seed)
+    for _ in range(trials):
+        b, length, h, d = (_randint(gen, lo, hi) for lo, hi in ((1, 3), (2, 7), (2, 4), (2, 6)))
+        x = torch.randn(b, h, length, d, generator=gen)
+        got = call(fn, x.clone(), what="merge_heads")
+        compare(
+            "merge_heads(x)",
+            got,
+            merge_heads(x),
+            mistakes={
+                "heads merged in the wrong order: reshaping (B, heads, L, d) straight to "
+                "(B, L, heads*d) mixes positions and heads; transpose(1, 2) to (B, L, heads, d) "
+                "first.": x.reshape(b, length, h * d),
+                "heads merged in the wrong order: the channels are interleaved (d outer, heads "
+                "inner); put the heads side by side, (B, L, heads, d) -> (B, L, heads*d).":
+                    x.permute(0, 2, 3, 1).reshape(b, length, d * h),
+            },
+            atol=0, rtol=0,
+            context=f"x {tuple(x.shape)}",
+        )
+    passed("merge_heads", trials)
+
+
+def _cross_attention_variant(layer, x: Tensor, kv_from: Tensor, swap_kv: bool = False,
+                             heads: int | None = None, project: bool = True) -> Tensor:
+    """``layer(x, context)`` written out, with the switches a typical mistake flips."""
+    from .attention import attention, merge_heads, split_heads
+
+    heads = layer.heads if heads is None else heads
+    to_k, to_v = (layer.to_v, layer.to_k) if swap_kv else (layer.to_k, layer.to_v)
+    q = split_heads(layer.to_q(x), heads)  # (B, h, L, d)
+    k, v = split_heads(to_k(kv_from), heads), split_heads(to_v(kv_from), heads)  # (B, h, L_ctx, d)
+    merged = merge_heads(attention(q, k, v))  # (B, h, L, d) -> (B, L, h*d)
+    return layer.to_out[0](merged) if project else merged
+
+
+def check_cross_attention(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
+    """Check ``fn(x, context, to_q, to_k, to_v, to_out, heads) -> (B, L, query_dim)``.
+
+    x: (B, L, query_dim) image features; context: (B, L_ctx, context_dim) token embeddings; the
+    four ``nn.Linear`` layers and the head count are those of a ``CrossAttention``.
+    """
+    from .attention import CrossAttention
+
+    gen = generator(seed)
+    for trial in range(trials):
+        b, h, d = _randint(gen, 1, 3), _randint(gen, 2, 4), _randint(gen, 2, 8)
+        length, l_ctx = _randint(gen, 3, 12), _randint(gen, 2, 6)
+        # the first trial is shaped like SD's (heads*dim_head = query_dim) and gives the context
+        # the image's width, so a missing to_out or keys taken from x still run and get named
+        query_dim = h * d if trial == 0 else _randint(gen, 4, 16)
+        context_dim = query_dim if trial == 0 else query_dim + _randint(gen, 1, 8)
+        layer = CrossAttention(query_dim, context_dim, heads=h, dim_head=d)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
+        x = torch.randn(b, length, query_dim, generator=gen)
+        context = torch.randn(b, l_ctx, context_dim, generator=gen)
+        with torch.no_grad():
+            mistakes = {
+                "to_k and to_v swapped: keys come from to_k(context), values from to_v(context).":
+                    _cross_attention_variant(layer, x, context, swap_kv=True),
+                "forgot the output projection to_out after merging the heads.":
+                    _cross_attention_variant(layer, x, context, project=False),
+                "attended with one head of width heads*dim_head; split q, k and v into heads "
+                "before attention.": _cross_attention_variant(layer, x, context, heads=1),
+            }
+            if context_dim == query_dim:
+                mistakes["keys and values must come from the context, not from x (that is "
+                         "self-attention): k = to_k(context), v = to_v(context)."] = (
+                    _cross_attention_variant(layer, x, x))
+            expected = layer(x, context)
+            got = call(fn, x.clone(), context.clone(), layer.to_q, layer.to_k, layer.to_v,
+                       layer.to_out[0], h, what="cross_attention")
+        compare(
+            "cross-attention output",
+            got,
+            expected,
+            mistakes=mistakes,
+            context=f"x {tuple(x.shape)}, context {tuple(context.shape)}, heads={h}",
+        )
+    passed("cross_attention", trials)
+
+# ---- lesson 08: the Stable Diffusion pipeline -------------------------------------------------
+
+
+class _FakeUNet:
+    """Stands in for the UNet: eps = tanh(W x) + t/1000 + (text mean), one value per batch row.
+
+    Each row's output depends on its own latents and its own text embedding, so mixing up the
+    two halves of the guidance batch changes the answer, exactly as it would with the real UNet.
+    """
+
+    def __init__(self, channels: int, gen: torch.Generator):
+        self.weight = torch.randn(channels, channels, generator=gen) / channels**0.5
+
+    def __call__(self, sample, timestep, encoder_hidden_states=None, return_dict=True):
+        if encoder_hidden_states is None or encoder_hidden_states.shape[0] != sample.shape[0]:
+            raise ValueError(f"the UNet needs one text embedding per latent: got latents {tuple(sample.shape)} "
+                             f"and encoder_hidden_states "
+                             f"{None if encoder_hidden_states is None else tuple(encoder_hidden_states.shape)}")
+        mixed = torch.einsum("dc,bchw->bdhw", self.weight, sample).tanh()
+        text = encoder_hidden_states.mean(dim=(1, 2)).view(-1, 1, 1, 1)  # (B, L, d) -> (B, 1, 1, 1)
+        out = mixed + float(timestep) / 1000 + 3 * text
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=out) if return_dict else (out,)
+
+
+def check_guided_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
+    """Check ``fn(unet, latents, t, text_embeds, guidance_scale) -> eps``: one UNet call on the doubled
+    batch, then classifier-free guidance. ``text_embeds`` is (2, 77, d): [negative, prompt]."""
+    from .guidance import classifier_free_guidance
+
+    gen = generator(seed)
+    for _ in range(trials):
+        h, w = (int(v) for v in torch.randint(2, 9, (2,), generator=gen))
+        unet = _FakeUNet(4, gen)
+        latents = torch.randn(1, 4, h, w, generator=gen)
+        text = torch.randn(2, 77, 16, generator=gen)
+        t = int(torch.randint(1, 1000, (1,), generator=gen))
+        scale = float(torch.empty(1).uniform_(2.0, 12.0, generator=gen))
+        eps_uncond, eps_cond = unet(torch.cat([latents] * 2), t, text, return_dict=False)[0].chunk(2)
+        got = call(fn, unet, latents, t, text, scale, what="guided_noise")
+        compare("guided eps", got, classifier_free_guidance(eps_uncond, eps_cond, scale), mistakes={
+            "the halves are swapped: text_embeds is [negative, prompt], so the first half of the UNet's "
+            "output is eps_uncond and the second eps_cond.": eps_cond + scale * (eps_uncond - eps_cond),
+            "no guidance: returned eps_cond; extrapolate eps_uncond + s (eps_cond - eps_uncond).": eps_cond,
+            "returned eps_uncond; the guided prediction moves from it towards eps_cond.": eps_uncond,
+            "started from eps_cond: the formula starts from eps_uncond, "
+            "eps_uncond + s (eps_cond - eps_uncond).": eps_cond + scale * (eps_cond - eps_uncond),
+            "returned the average of the two halves (did eps.mean(0)?); split them with eps.chunk(2).":
+                (eps_uncond + eps_cond) / 2,
+        }, context=f"latents {tuple(latents.shape)}, t={t}, guidance_scale={scale:.3g}")
+    passed("guided_noise", trials)
+
+
+def _lesson08_schedulers():
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    return DDIMScheduler(**schedule, clip_sample=False), EulerDiscreteScheduler(**schedule)
+
+
+def check_prepare_latents(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
+    """Check ``fn(height, width, scheduler, generator) -> latents`` (1, 4, height/8, width/8): standard
+    normal noise from ``generator`` times ``scheduler.init_noise_sigma`` (after ``set_timesteps``)."""
+    from diffusers import StableDiffusionPipeline
+
+    gen = generator(seed)
+    for trial in range(trials):
+        scheduler = _lesson08_schedulers()[trial % 2]
+        scheduler.set_timesteps(int(torch.randint(5, 51, (1,), generator=gen)))
+        height, width = (8 * int(v) for v in torch.randint(2, 17, (2,), generator=gen))
+        if height == width:
+            width += 8  # not square, so swapped sides show
+        noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        # diffusers' own prepare_latents is the reference
+        oracle = type("Oracle", (), {"vae_scale_factor": 8, "scheduler": scheduler})()
+        ref = StableDiffusionPipeline.prepare_latents(oracle, 1, 4, height, width, torch.float32,
+                                                      torch.device("cpu"), torch.Generator().manual_seed(noise_seed))
+        noise = torch.randn(1, 4, height // 8, width // 8, generator=torch.Generator().manual_seed(noise_seed))
+        sigma = float(scheduler.init_noise_sigma)
+        got = call(fn, height, width, scheduler, torch.Generator().manual_seed(noise_seed), what="prepare_latents")
+        if isinstance(got, torch.Tensor) and got.shape == (1, 4, height, width):
+            raise CheckFailed(f"latents have the image's size {tuple(got.shape)}; the VAE shrinks each side by 8: "
+                              f"expected {tuple(ref.shape)}")
+        if isinstance(got, torch.Tensor) and got.shape == (1, 4, width // 8, height // 8):
+            raise CheckFailed(f"latents {tuple(got.shape)} have height and width swapped: tensors are "
+                              f"(batch, channels, height, width), expected {tuple(ref.shape)}")
+        compare("latents", got, ref, mistakes={
+            f"forgot scheduler.init_noise_sigma ({sigma:.4g} for {type(scheduler).__name__}): Euler-type "
+            "samplers start from noise of standard deviation sigma_max, not 1.": noise,
+            "divided by init_noise_sigma; multiply (the latents start at the scheduler's largest noise).":
+                noise / sigma,
+            "scaled by sqrt(init_noise_sigma^2 + 1): that is what scale_model_input undoes inside the loop.":
+                noise * (sigma**2 + 1) ** 0.5,
+        }, context=f"{type(scheduler).__name__}, height={height}, width={width}")
+    passed("prepare_latents", trials)
+
+
+class _FakeVAE:
+    """Stands in for the VAE decoder: nearest upsampling x8 and a fixed 4 -> 3 channel mix."""
+
+    def __init__(self, scaling_factor: float, gen: torch.Generator):
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(scaling_factor=scaling_factor)
+        self.mix = torch.randn(3, 4, generator=gen) / 2
+
+    def decode(self, z, return_dict=True):
+        from types import SimpleNamespace
+
+        up = torch.nn.functional.interpolate(z, scale_factor=8, mode="nearest")  # (B, 4, 8h, 8w)
+        image = torch.einsum("oc,bchw->bohw", self.mix, up).tanh()  # (B, 3, 8h, 8w) in (-1, 1)
+        return SimpleNamespace(sample=image) if return_dict else (image,)
+
+
+def check_decode(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
+    """Check ``fn(vae, latents) -> image`` (B, 3, 8h, 8w) in [-1, 1]: undo the latent scaling with
+    ``vae.config.scaling_factor`` (0.18215 for SD 1.x, 0.13025 for SDXL) and run the decoder."""
+    gen = generator(seed)
+    factors = (0.18215, 0.13025, 0.3611)  # SD 1.x/2.x, SDXL, SD 3
+    for trial in range(trials):
+        factor = factors[trial % len(factors)]
+        vae = _FakeVAE(factor, gen)
+        h, w = (int(v) for v in torch.randint(2, 7, (2,), generator=gen))
+        latents = torch.randn(1, 4, h, w, generator=gen) * factor * 5  # the scale SD latents have
+        got = call(fn, vae, latents, what="decode")
+        compare("image", got, vae.decode(latents / factor).sample, mistakes={
+            "multiplied by the scaling factor; the latents were multiplied by it after encoding, "
+            "so decoding divides: vae.decode(latents / vae.config.scaling_factor).":
+                vae.decode(latents * factor).sample,
+            "forgot the scaling factor: decode latents / vae.config.scaling_factor.": vae.decode(latents).sample,
+            "used 0.18215 written out; read vae.config.scaling_factor (SDXL uses 0.13025).":
+                vae.decode(latents / 0.18215).sample,
+            "mapped to [0, 1] already; return the decoder's output in [-1, 1] (the caller converts to pixels).":
+                (vae.decode(latents / factor).sample / 2 + 0.5).clamp(0, 1),
+        }, context=f"scaling_factor={factor}, latents {tuple(latents.shape)}")
+    passed("decode", trials)
+
+
+def check_img2img_timesteps(fn: Callable, trials: int = 6, seed: int | None = None) -> None:
+    """Check ``fn(scheduler, num_inference_steps, strength) -> timesteps``: after
+    ``scheduler.set_timesteps(num_inference_steps)``, the last int(num_inference_steps x strength)
+    timesteps, the ones img2img denoises through (StableDiffusionImg2ImgPipeline.get_timesteps)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    gen = generator(seed)
+    for trial in range(trials):
+        scheduler = _lesson08_schedulers()[trial % 2]
+        steps = int(torch.randint(4, 60, (1,), generator=gen))
+        strength = float(torch.empty(1).uniform_(0.15, 0.95, generator=gen))
+        strength = max(strength, 1.5 / steps)
+        scheduler.set_timesteps(steps)
+        oracle = type("Oracle", (), {"scheduler": scheduler})()
+        ref, _ = StableDiffusionImg2ImgPipeline.get_timesteps(oracle, steps, strength, "cpu")
+        ref = ref.clone()
+        all_t = scheduler.timesteps.clone()
+        keep = int(steps * strength)
+        fresh = _lesson08_schedulers()[trial % 2]
+        got = call(fn, fresh, steps, strength, what="img2img_timesteps")
+        context = f"{type(scheduler).__name__}, num_inference_steps={steps}, strength={strength:.3g}"
+        compare("timesteps", got, ref, atol=0, rtol=0, context=context, mistakes={
+            "took the first steps: img2img skips the noisiest timesteps and starts "
+            "strength of the way up, so keep the last int(steps x strength).": all_t[:keep],
+            "kept int(steps x (1 - strength)) steps: strength is the fraction of the schedule that is "
+            "denoised (1 = start from pure noise).": all_t[keep:] if keep < steps else all_t[:0],
+            "used round(); diffusers truncates: int(num_inference_steps * strength).":
+                all_t[steps - round(steps * strength):],
+            "returned every timestep; img2img starts part of the way down.": all_t,
+        })
+    passed("img2img_timesteps", trials)
 
 
 # ---- lesson 04: guidance ----------------------------------------------------------------------
