@@ -196,3 +196,37 @@ def test_bad_negative_label(bad):
     if not isinstance(bad, bool):
         with pytest.raises(ValueError, match=rf"negative_labels must be .*{bad}"):
             guided_eps(model, x_t, t, labels, 3.0, negative_labels=bad)
+
+
+# ---- with the real toy UNet (a tiny, randomly initialised one) ---------------------------------
+
+
+@pytest.fixture
+def tiny_unet():
+    unet = pytest.importorskip("sdcourse.unet")
+    torch.manual_seed(0)
+    model = unet.UNet(unet.UNetConfig.tiny()).eval()
+    for p in model.parameters():  # the zero-initialised output layer would make every eps 0
+        torch.nn.init.normal_(p, std=0.2)
+    assert unet.NULL_LABEL == NULL_LABEL
+    return model
+
+
+@torch.no_grad()
+def test_unet_batched_pass_equals_two_separate_passes(tiny_unet):
+    x_t, t, labels = _inputs(batch=3, seed=13)
+    got = guided_eps(tiny_unet, x_t, t, labels, 5.0, negative_labels=torch.tensor([0, 1, 2]))
+    eps_neg, eps_cond = tiny_unet(x_t, t, torch.tensor([0, 1, 2])), tiny_unet(x_t, t, labels)
+    assert not torch.allclose(eps_neg, eps_cond, atol=1e-3)  # the label matters
+    torch.testing.assert_close(got, eps_neg + 5.0 * (eps_cond - eps_neg), atol=1e-4, rtol=1e-4)
+    eps_null = tiny_unet(x_t, t, None)  # labels=None means the null label
+    torch.testing.assert_close(guided_eps(tiny_unet, x_t, t, labels, 0.0), eps_null, atol=1e-5, rtol=1e-5)
+
+
+def test_unet_guided_sampler_at_scale_one_gives_the_conditional_samples(tiny_unet):
+    sampler, labels = DDIMSampler(NoiseSchedule.linear(1000), 4), torch.tensor([3, 7])
+    plain = sample(tiny_unet, sampler, (2, 1, 28, 28), labels=labels, generator=torch.Generator().manual_seed(14),
+                   progress=False)
+    guided = sample(GuidedModel(tiny_unet, 1.0), sampler, (2, 1, 28, 28), labels=labels,
+                    generator=torch.Generator().manual_seed(14), progress=False)
+    assert torch.equal(guided, plain)
