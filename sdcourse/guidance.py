@@ -169,3 +169,89 @@ class GuidedModel(nn.Module):
     def extra_repr(self) -> str:
         negative = None if self.negative_label is None else self.negative_label.tolist()
         return f"guidance_scale={self.guidance_scale}, negative_label={negative}"
+
+
+# ---- measuring the trade-off (lesson 04) --------------------------------------------------------
+
+
+def balanced_labels(num_samples: int, num_classes: int = NUM_CLASSES) -> Tensor:
+    """0, 1, ..., 9, 0, 1, ...: ``num_samples`` int64 labels, every digit equally often (+-1), (N,)."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    return torch.arange(num_samples, dtype=torch.long) % num_classes
+
+
+@torch.no_grad()
+def sample_at_scales(
+    model,
+    make_sampler,
+    labels: Tensor,
+    scales,
+    seed: int = 0,
+    negative_label=None,
+    batch_size: int = 250,
+    progress: bool = True,
+) -> dict[float, Tensor]:
+    """Sample the same seeds at every guidance scale: {scale: x_0 (N, 1, 28, 28)}, on the CPU.
+
+    Args:
+        model: the class-conditional ``model(x_t, t, labels) -> eps`` (with the null label).
+        make_sampler: ``() -> DDPMSampler | DDIMSampler``, a fresh sampler per batch.
+        labels: int64 (N,) digits 0..9 to sample, one per image.
+        scales: the guidance scales (each >= 0).
+        seed: batch k draws x_T (and any sampler noise) from ``torch.Generator().manual_seed(seed + k)``,
+            the same at every scale, so a column of a grid differs only by the scale.
+        negative_label: a digit to guide away from, or None (the null label).
+        batch_size: images per call of ``sample``.
+        progress: one tqdm bar over all batches of all scales.
+    """
+    from tqdm.auto import tqdm
+
+    from .samplers import sample
+
+    scales = [check_guidance_scale(s) for s in scales]
+    labels = check_labels(labels, len(labels), torch.device("cpu"))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    chunks = labels.split(batch_size)
+    bar = tqdm(total=len(scales) * len(chunks), desc="sampling scales", disable=not progress)
+    out = {}
+    for scale in scales:
+        guided, images = GuidedModel(model, scale, negative_label), []
+        for k, y in enumerate(chunks):
+            bar.set_postfix(scale=scale)
+            gen = torch.Generator().manual_seed(seed + k)
+            images.append(sample(guided, make_sampler(), (len(y), 1, 28, 28), labels=y, generator=gen,
+                                 progress=False).cpu())
+            bar.update()
+        out[scale] = torch.cat(images)  # (N, 1, 28, 28)
+    bar.close()
+    return out
+
+
+def mean_pairwise_distance(features: Tensor, labels: Tensor) -> float:
+    """Diversity within a class: the mean Euclidean distance between two different samples of the
+    same label, averaged over the labels present (each label with >= 2 samples weighs the same).
+
+    Args:
+        features: (N, D) features of N images (e.g. the evaluation classifier's penultimate layer).
+        labels: (N,) their labels.
+    """
+    if features.ndim != 2 or labels.shape != (features.shape[0],):
+        raise ValueError(
+            f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
+    per_class = []
+    for label in labels.unique():
+        f = features[labels == label].double()  # (n, D)
+        n = f.shape[0]
+        if n >= 2:
+            per_class.append(torch.cdist(f, f).sum().item() / (n * (n - 1)))  # the diagonal is 0
+    if not per_class:
+        raise ValueError("mean_pairwise_distance needs at least one label with 2 or more samples")
+    return sum(per_class) / len(per_class)
+
+
+def saturated_fraction(images: Tensor, threshold: float = 0.98) -> float:
+    """The fraction of pixels at the ends of [-1, 1] (|x| >= ``threshold``): pure black or pure white."""
+    return (images.abs() >= threshold).double().mean().item()

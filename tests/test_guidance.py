@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from sdcourse.checks import ToyConditionalEps
-from sdcourse.guidance import NULL_LABEL, GuidedModel, classifier_free_guidance, guided_eps
+from sdcourse.guidance import (
+    NULL_LABEL,
+    GuidedModel,
+    balanced_labels,
+    classifier_free_guidance,
+    guided_eps,
+    mean_pairwise_distance,
+    sample_at_scales,
+    saturated_fraction,
+)
 from sdcourse.samplers import DDIMSampler, DDPMSampler, sample
 from sdcourse.schedules import NoiseSchedule
 
@@ -196,6 +205,54 @@ def test_bad_negative_label(bad):
     if not isinstance(bad, bool):
         with pytest.raises(ValueError, match=rf"negative_labels must be .*{bad}"):
             guided_eps(model, x_t, t, labels, 3.0, negative_labels=bad)
+
+
+# ---- measuring the trade-off --------------------------------------------------------------------
+
+
+def test_balanced_labels():
+    assert balanced_labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
+        balanced_labels(0)
+
+
+def test_sample_at_scales_uses_the_same_seeds_at_every_scale():
+    model, labels = ToyConditionalEps(seed=15), balanced_labels(5)
+    schedule = NoiseSchedule.linear(1000)
+    out = sample_at_scales(model, lambda: DDIMSampler(schedule, 5), labels, [1, 3.0], seed=20, batch_size=2,
+                           progress=False)
+    assert list(out) == [1.0, 3.0] and out[3.0].shape == (5, 1, 28, 28)
+    # batch k of size 2 starts from the generator seeded with 20 + k
+    for k, start in enumerate(range(0, 5, 2)):
+        y = labels[start:start + 2]
+        expected = sample(model, DDIMSampler(schedule, 5), (len(y), 1, 28, 28), labels=y,
+                          generator=torch.Generator().manual_seed(20 + k), progress=False)
+        assert torch.equal(out[1.0][start:start + 2], expected)
+    assert not torch.allclose(out[1.0], out[3.0])
+    with pytest.raises(ValueError, match="guidance_scale"):
+        sample_at_scales(model, lambda: DDIMSampler(schedule, 5), labels, [-1], progress=False)
+
+
+def test_mean_pairwise_distance_equals_a_float64_loop():
+    gen = torch.Generator().manual_seed(16)
+    features, labels = torch.randn(9, 4, generator=gen), torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3])
+    per_class = []
+    for c in (0, 1, 3):  # class 2 has a single sample: no pair
+        f = features[labels == c].double()
+        pairs = [(f[i] - f[j]).norm().item() for i in range(len(f)) for j in range(len(f)) if i < j]
+        per_class.append(sum(pairs) / len(pairs))
+    assert mean_pairwise_distance(features, labels) == pytest.approx(sum(per_class) / 3, rel=1e-12)
+    # identical samples have no diversity
+    assert mean_pairwise_distance(torch.ones(4, 3), torch.tensor([5, 5, 5, 5])) == 0
+    with pytest.raises(ValueError, match="at least one label with 2"):
+        mean_pairwise_distance(features[:2], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"features must be \(N, D\)"):
+        mean_pairwise_distance(features[0], labels)
+
+
+def test_saturated_fraction():
+    images = torch.tensor([-1.0, -0.99, 0.0, 0.5, 0.97, 1.0])
+    assert saturated_fraction(images) == pytest.approx(3 / 6)
 
 
 # ---- with the real toy UNet (a tiny, randomly initialised one) ---------------------------------
