@@ -25,6 +25,7 @@ like a 3.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -166,9 +167,10 @@ class GuidedModel(nn.Module):
             return self.model(x_t, t, check_labels(negative, batch, x_t.device, name="negative_label"))
         return guided_eps(self.model, x_t, t, labels, self.guidance_scale, negative)
 
-    def extra_repr(self) -> str:
+    def __repr__(self) -> str:
         negative = None if self.negative_label is None else self.negative_label.tolist()
-        return f"guidance_scale={self.guidance_scale}, negative_label={negative}"
+        return (f"GuidedModel({type(self.model).__name__}, guidance_scale={self.guidance_scale}, "
+                f"negative_label={negative})")
 
 
 # ---- measuring the trade-off (lesson 04) --------------------------------------------------------
@@ -255,3 +257,39 @@ def mean_pairwise_distance(features: Tensor, labels: Tensor) -> float:
 def saturated_fraction(images: Tensor, threshold: float = 0.98) -> float:
     """The fraction of pixels at the ends of [-1, 1] (|x| >= ``threshold``): pure black or pure white."""
     return (images.abs() >= threshold).double().mean().item()
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """What one guidance scale gives, measured on samples of known labels (one row of lesson 04's table)."""
+
+    guidance_scale: float  # 0 = unconditional, 1 = no guidance; the paper's w = guidance_scale - 1
+    accuracy: float  # fraction of samples the evaluation classifier reads as the label asked for
+    fid: float  # classifier-feature FID against real digits: lower = closer to the real distribution
+    diversity: float  # mean pairwise feature distance within a label: lower = more alike
+    saturated: float  # fraction of pixels at pure black or white (|x| >= 0.98)
+
+
+def measure_scales(samples: dict[float, Tensor], labels: Tensor, classifier, real_images: Tensor) -> list[ScaleResult]:
+    """Accuracy, FID, diversity and saturation of ``sample_at_scales``' output, one row per scale.
+
+    Args:
+        samples: {guidance_scale: images (N, 1, 28, 28)} in [-1, 1].
+        labels: int64 (N,), the labels the samples were drawn for.
+        classifier: the evaluation classifier (``sdcourse.evaluate``).
+        real_images: real digits (M, 1, 28, 28) for the FID.
+    """
+    from . import evaluate
+
+    real_features = classifier.features(real_images)
+    rows = []
+    for scale, images in samples.items():
+        features = classifier.features(images)
+        rows.append(ScaleResult(
+            guidance_scale=float(scale),
+            accuracy=evaluate.accuracy(classifier, images, labels),
+            fid=evaluate.frechet_distance(features, real_features),
+            diversity=mean_pairwise_distance(features, labels),
+            saturated=saturated_fraction(images),
+        ))
+    return rows
