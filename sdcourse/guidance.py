@@ -30,9 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .unet import NULL_LABEL  # 10: the class-embedding index meaning "no label"
+
 Tensor = torch.Tensor
 NUM_CLASSES = 10  # the digits 0..9 (the toy UNet's ``UNetConfig.num_classes``)
-NULL_LABEL = 10  # the class-embedding index meaning "no label" (``sdcourse.unet.NULL_LABEL``)
 
 
 def classifier_free_guidance(eps_uncond: Tensor, eps_cond: Tensor, guidance_scale: float) -> Tensor:
@@ -231,27 +232,26 @@ def sample_at_scales(
     return out
 
 
-def mean_pairwise_distance(features: Tensor, labels: Tensor) -> float:
-    """Diversity within a class: the mean Euclidean distance between two different samples of the
-    same label, averaged over the labels present (each label with >= 2 samples weighs the same).
+def within_class_diversity(images: Tensor, labels: Tensor) -> float:
+    """Diversity within a class: ``evaluate.mean_pairwise_distance`` (the mean distance between the
+    classifier features of two different samples) of the samples of each label, averaged over the
+    labels that have at least 2 samples (each label weighs the same).
 
     Args:
-        features: (N, D) features of N images (e.g. the evaluation classifier's penultimate layer).
-        labels: (N,) their labels.
+        images: (N, 1, 28, 28) in [-1, 1].
+        labels: (N,), the label each image was sampled for.
     """
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
+    from . import evaluate
+
+    if images.ndim != 4 or labels.shape != (images.shape[0],):
         raise ValueError(
-            f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
+            f"images must be (N, 1, 28, 28) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}"
         )
-    per_class = []
-    for label in labels.unique():
-        f = features[labels == label].double()  # (n, D)
-        n = f.shape[0]
-        if n >= 2:
-            per_class.append(torch.cdist(f, f).sum().item() / (n * (n - 1)))  # the diagonal is 0
-    if not per_class:
-        raise ValueError("mean_pairwise_distance needs at least one label with 2 or more samples")
-    return sum(per_class) / len(per_class)
+    per_label = [evaluate.mean_pairwise_distance(images[labels == y]) for y in labels.unique()
+                 if int((labels == y).sum()) >= 2]
+    if not per_label:
+        raise ValueError("within_class_diversity needs at least one label with 2 or more samples")
+    return sum(per_label) / len(per_label)
 
 
 def saturated_fraction(images: Tensor, threshold: float = 0.98) -> float:
@@ -265,31 +265,33 @@ class ScaleResult:
 
     guidance_scale: float  # 0 = unconditional, 1 = no guidance; the paper's w = guidance_scale - 1
     accuracy: float  # fraction of samples the evaluation classifier reads as the label asked for
-    fid: float  # classifier-feature FID against real digits: lower = closer to the real distribution
+    fid: float  # classifier-feature FID against as many real test digits: lower = closer to real digits
+    fid_floor: float  # the FID of real digits against real digits at the same count (the best possible)
     diversity: float  # mean pairwise feature distance within a label: lower = more alike
     saturated: float  # fraction of pixels at pure black or white (|x| >= 0.98)
 
 
-def measure_scales(samples: dict[float, Tensor], labels: Tensor, classifier, real_images: Tensor) -> list[ScaleResult]:
-    """Accuracy, FID, diversity and saturation of ``sample_at_scales``' output, one row per scale.
+def measure_scales(samples: dict[float, Tensor], labels: Tensor, progress: bool = False) -> list[ScaleResult]:
+    """Accuracy, FID, diversity and saturation of ``sample_at_scales``' output, one row per scale,
+    with ``sdcourse.evaluate``'s shipped classifier.
 
     Args:
-        samples: {guidance_scale: images (N, 1, 28, 28)} in [-1, 1].
+        samples: {guidance_scale: images (N, 1, 28, 28)} in [-1, 1], N <= 1,000 (the real test digits).
         labels: int64 (N,), the labels the samples were drawn for.
-        classifier: the evaluation classifier (``sdcourse.evaluate``).
-        real_images: real digits (M, 1, 28, 28) for the FID.
     """
+    from tqdm.auto import tqdm
+
     from . import evaluate
 
-    real_features = classifier.features(real_images)
     rows = []
-    for scale, images in samples.items():
-        features = classifier.features(images)
+    for scale, images in tqdm(samples.items(), desc="measuring", disable=not progress):
+        quality = evaluate.evaluate_samples(images, labels)
         rows.append(ScaleResult(
             guidance_scale=float(scale),
-            accuracy=evaluate.accuracy(classifier, images, labels),
-            fid=evaluate.frechet_distance(features, real_features),
-            diversity=mean_pairwise_distance(features, labels),
+            accuracy=quality.accuracy,
+            fid=quality.fid,
+            fid_floor=quality.fid_floor,
+            diversity=within_class_diversity(images, labels),
             saturated=saturated_fraction(images),
         ))
     return rows

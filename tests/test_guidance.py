@@ -12,9 +12,9 @@ from sdcourse.guidance import (
     balanced_labels,
     classifier_free_guidance,
     guided_eps,
-    mean_pairwise_distance,
     sample_at_scales,
     saturated_fraction,
+    within_class_diversity,
 )
 from sdcourse.samplers import DDIMSampler, DDPMSampler, sample
 from sdcourse.schedules import NoiseSchedule
@@ -233,21 +233,24 @@ def test_sample_at_scales_uses_the_same_seeds_at_every_scale():
         sample_at_scales(model, lambda: DDIMSampler(schedule, 5), labels, [-1], progress=False)
 
 
-def test_mean_pairwise_distance_equals_a_float64_loop():
-    gen = torch.Generator().manual_seed(16)
-    features, labels = torch.randn(9, 4, generator=gen), torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3])
-    per_class = []
-    for c in (0, 1, 3):  # class 2 has a single sample: no pair
-        f = features[labels == c].double()
+def test_within_class_diversity_equals_a_float64_loop():
+    from sdcourse import evaluate
+
+    images = torch.rand(9, 1, 28, 28, generator=torch.Generator().manual_seed(16)) * 2 - 1
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3])
+    features = evaluate.features_and_logits(images)[0].double()
+    per_label = []
+    for c in (0, 1, 3):  # label 2 has a single sample: no pair
+        f = features[labels == c]
         pairs = [(f[i] - f[j]).norm().item() for i in range(len(f)) for j in range(len(f)) if i < j]
-        per_class.append(sum(pairs) / len(pairs))
-    assert mean_pairwise_distance(features, labels) == pytest.approx(sum(per_class) / 3, rel=1e-12)
+        per_label.append(sum(pairs) / len(pairs))
+    assert within_class_diversity(images, labels) == pytest.approx(sum(per_label) / 3, rel=1e-6)
     # identical samples have no diversity
-    assert mean_pairwise_distance(torch.ones(4, 3), torch.tensor([5, 5, 5, 5])) == 0
+    assert within_class_diversity(images[:1].expand(4, -1, -1, -1), torch.full((4,), 5)) == pytest.approx(0)
     with pytest.raises(ValueError, match="at least one label with 2"):
-        mean_pairwise_distance(features[:2], torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"features must be \(N, D\)"):
-        mean_pairwise_distance(features[0], labels)
+        within_class_diversity(images[:2], torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"labels \(N,\)"):
+        within_class_diversity(images, labels[:3])
 
 
 def test_saturated_fraction():
@@ -260,7 +263,8 @@ def test_saturated_fraction():
 
 @pytest.fixture
 def tiny_unet():
-    unet = pytest.importorskip("sdcourse.unet")
+    from sdcourse import unet
+
     torch.manual_seed(0)
     model = unet.UNet(unet.UNetConfig.tiny()).eval()
     for p in model.parameters():  # the zero-initialised output layer would make every eps 0
