@@ -173,18 +173,22 @@ def _check_sampling_args(args) -> None:
 
 
 def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, labels, seed: int,
-                   progress: bool, guidance_scale: float = 1.0, directory=None):
+                   progress: bool, guidance_scale: float = 1.0, negative_label: int | None = None,
+                   directory=None):
     from pathlib import Path
 
     import torch
 
     from . import checkpoint, config, ldm, runs, samplers, vae
+    from .guidance import GuidedModel
     from .unet import load_pretrained
 
     directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
     model = load_pretrained(model_name, directory=directory)
     path = directory / f"{model_name}.safetensors"
     latent = checkpoint.load(path)[1].get("kind") == "ldm"  # lesson 07: sample latents, then decode
+    if guidance_scale != 1.0 or negative_label is not None:
+        model = GuidedModel(model, guidance_scale, negative_label)  # classifier-free guidance (lesson 04)
     schedule = runs.ddpm_schedule()
     if sampler_name == "ddpm":
         if steps not in (None, schedule.num_steps):
@@ -199,6 +203,13 @@ def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, l
     return samplers.sample(model, sampler, (len(labels), 1, 28, 28), labels=labels, generator=gen, progress=progress)
 
 
+def _guidance_text(args) -> str:
+    if args.guidance_scale == 1.0 and args.negative_label is None:
+        return ""
+    away = "" if args.negative_label is None else f", away from {args.negative_label}"
+    return f", guidance scale {args.guidance_scale:g}{away}"
+
+
 def cmd_sample(args) -> int:
     import math
     from pathlib import Path
@@ -211,7 +222,8 @@ def cmd_sample(args) -> int:
         _check_sampling_args(args)
         labels = _parse_labels(args.labels, args.n)
         images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json, directory=args.checkpoints)
+                                progress=not args.json, guidance_scale=args.guidance_scale,
+                                negative_label=args.negative_label, directory=args.checkpoints)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -219,8 +231,9 @@ def cmd_sample(args) -> int:
     array = (viz.grid(images, nrow=nrow) * 255).round().astype("uint8")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).resize((array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST).save(args.out)
-    _emit(args, {"out": str(args.out), "n": args.n, "sampler": args.sampler, "labels": labels.tolist()},
-          f"wrote {args.out}: {args.n} digits, {args.sampler} sampler")
+    _emit(args, {"out": str(args.out), "n": args.n, "sampler": args.sampler, "labels": labels.tolist(),
+                 "guidance_scale": args.guidance_scale, "negative_label": args.negative_label},
+          f"wrote {args.out}: {args.n} digits, {args.sampler} sampler{_guidance_text(args)}")
     return 0
 
 
@@ -234,12 +247,15 @@ def cmd_evaluate(args) -> int:
         _check_sampling_args(args)
         labels = _parse_labels(None, args.n)
         images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json, directory=args.checkpoints)
+                                progress=not args.json, guidance_scale=args.guidance_scale,
+                                negative_label=args.negative_label, directory=args.checkpoints)
         quality = evaluate.evaluate_samples(images, labels)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
     name = f"{args.sampler}-{args.steps or (1000 if args.sampler == 'ddpm' else 50)}"
+    if args.guidance_scale != 1.0 or args.negative_label is not None:
+        name += f"-cfg{args.guidance_scale:g}" + ("" if args.negative_label is None else f"-neg{args.negative_label}")
     if args.card:
         card = (Path(args.checkpoints or config.CHECKPOINTS_DIR) / args.model).with_suffix(".json")
         info = json_module.loads(card.read_text()) if card.exists() else {}
@@ -307,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of digits")
+        sub.add_argument("--guidance-scale", type=float, default=1.0,
+                         help="classifier-free guidance: 1 = none, 0 = unconditional (the paper's w = scale - 1)")
+        sub.add_argument("--negative-label", type=int, default=None,
+                         help="a digit 0..9 to guide away from (in place of the null label)")
         if name == "sample":
             sub.add_argument("--labels", default=None, help="comma-separated digits, repeated (default 0..9)")
             sub.add_argument("--nrow", type=int, default=None)
