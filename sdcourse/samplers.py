@@ -215,13 +215,19 @@ class DDIMSampler:
 
     Equivalent to ``diffusers.DDIMScheduler(beta_schedule=..., clip_sample=clip_sample,
     set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading", prediction_type="epsilon")``
-    after ``set_timesteps(num_inference_steps)``, with ``step(..., eta=eta)``.
+    after ``set_timesteps(num_inference_steps)``, with ``step(..., eta=eta,
+    use_clipped_model_output=use_clipped_model_output)``.
 
     Args:
         schedule: the ``NoiseSchedule`` the model was trained with (T = ``schedule.num_steps``).
         num_inference_steps: how many timesteps to visit, 1 to T.
         eta: 0 = deterministic DDIM; 1 = the DDPM posterior variance on this coarser grid.
         clip_sample: clip x0_hat to [-1, 1] (``diffusers``' default, True).
+        use_clipped_model_output: after clipping, re-derive eps from the clipped x0_hat,
+            eps = (x_t - sqrt(alpha_t) x0_hat) / sqrt(1 - alpha_t) (Eq. 9 solved for eps, as GLIDE
+            does), so that both terms of Eq. 12 describe the same x_0. Default True; ``diffusers``'
+            ``step`` defaults to False, which pairs a clipped x0_hat with the unclipped eps: the
+            mismatch is small without guidance but wrecks guided samples (lesson 04).
     """
 
     def __init__(
@@ -230,6 +236,7 @@ class DDIMSampler:
         num_inference_steps: int,
         eta: float = 0.0,
         clip_sample: bool = True,
+        use_clipped_model_output: bool = True,
     ):
         self.schedule = _check_schedule(schedule)
         T = schedule.num_steps
@@ -249,6 +256,7 @@ class DDIMSampler:
         self.num_inference_steps = num_inference_steps
         self.eta = float(eta)
         self.clip_sample = bool(clip_sample)
+        self.use_clipped_model_output = bool(use_clipped_model_output)
         self.step_ratio = (
             T // num_inference_steps
         )  # k: timesteps skipped per step ("leading" spacing)
@@ -293,8 +301,11 @@ class DDIMSampler:
         # 3. "predicted x_0" of Eq. 12: (x_t - sqrt(1 - alpha_t) eps) / sqrt(alpha_t) (Eq. 9)
         pred_x0 = schedule.predict_x0(x_t, model_output, torch.tensor(t))
         # 4. clip x0_hat to the data range [-1, 1] (optional)
+        eps = model_output
         if self.clip_sample:
             pred_x0 = pred_x0.clamp(-1.0, 1.0)
+            if self.use_clipped_model_output:  # the eps that this clipped x0_hat implies (Eq. 9)
+                eps = (x_t - math.sqrt(alpha_bar_t) * pred_x0) / math.sqrt(1 - alpha_bar_t)
         # 5. Eq. 16: sigma_t(eta) = eta sqrt((1 - alpha_{t-1}) / (1 - alpha_t))
         #                              * sqrt(1 - alpha_t / alpha_{t-1})
         sigma = (
@@ -303,7 +314,7 @@ class DDIMSampler:
             * math.sqrt(1 - alpha_bar_t / alpha_bar_prev)
         )
         # 6. "direction pointing to x_t" of Eq. 12: sqrt(1 - alpha_{t-1} - sigma_t^2) eps
-        direction = math.sqrt(max(1 - alpha_bar_prev - sigma**2, 0.0)) * model_output
+        direction = math.sqrt(max(1 - alpha_bar_prev - sigma**2, 0.0)) * eps
         # 7. x_{t-1} of Eq. 12 without the random term
         prev_sample = math.sqrt(alpha_bar_prev) * pred_x0 + direction
         # 8. the random term sigma_t eps_t of Eq. 12 (drawn whenever eta > 0, as diffusers does)
@@ -314,7 +325,8 @@ class DDIMSampler:
     def __repr__(self) -> str:
         return (
             f"DDIMSampler({self.schedule!r}, num_inference_steps={self.num_inference_steps}, "
-            f"eta={self.eta}, clip_sample={self.clip_sample})"
+            f"eta={self.eta}, clip_sample={self.clip_sample}, "
+            f"use_clipped_model_output={self.use_clipped_model_output})"
         )
 
 

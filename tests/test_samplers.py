@@ -141,16 +141,19 @@ def test_ddpm_step_equals_diffusers(schedule_pair, t, clip_sample):
     assert_close(a.prev_sample, b.prev_sample, ATOL, "prev_sample")
 
 
+@pytest.mark.parametrize("use_clipped", [True, False])
 @pytest.mark.parametrize("eta", [0.0, 1.0, 0.5])
 @pytest.mark.parametrize("n", [10, 50, 7])
-def test_ddim_step_equals_diffusers(schedule_pair, n, eta):
+def test_ddim_step_equals_diffusers(schedule_pair, n, eta, use_clipped):
+    """Random eps makes x0_hat leave [-1, 1] at most steps, so clipping and re-deriving eps both act."""
     schedule, config = schedule_pair
     theirs = upcast(make_ddim(config, n), schedule)
-    ours = DDIMSampler(schedule, n, eta=eta)
+    ours = DDIMSampler(schedule, n, eta=eta, use_clipped_model_output=use_clipped)
     for t in ours.timesteps:  # every step, the last (t_prev < 0, alpha-bar = 1) included
         x_t, eps = random_inputs(int(t))
         a = ours.step(eps, t, x_t, generator=torch.Generator().manual_seed(7))
-        b = theirs.step(eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(7))
+        b = theirs.step(eps, t, x_t, eta=eta, use_clipped_model_output=use_clipped,
+                        generator=torch.Generator().manual_seed(7))
         assert_close(a.pred_x0, b.pred_original_sample, ATOL, f"pred_x0 at t={int(t)}")
         assert_close(a.prev_sample, b.prev_sample, ATOL, f"prev_sample at t={int(t)}")
 
@@ -322,7 +325,8 @@ def test_ddim_loop_equals_diffusers(name, eta):
     schedule, config = SCHEDULES[name][0](), SCHEDULES[name][1]
     model = LinearModel()
     expected = diffusers_loop(
-        model, upcast(make_ddim(config, 50), schedule), SHAPE, LABELS, seed=5, eta=eta
+        model, upcast(make_ddim(config, 50), schedule), SHAPE, LABELS, seed=5, eta=eta,
+        use_clipped_model_output=True,  # DDIMPipeline's argument; our DDIMSampler's default
     )
     got = sample(
         model,
