@@ -52,3 +52,20 @@ def test_sampled_latents_decode_to_images():
     images = ldm.sample_digits(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
                                torch.Generator().manual_seed(0), progress=False)
     assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
+
+
+def test_compare_spaces_measures_both_spaces_on_the_same_labels():
+    autoencoder = _tiny_vae()
+    torch.manual_seed(0)
+    pixel = UNet(UNetConfig.tiny()).eval()
+    latent = UNet(UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
+                             attention_heads=2, groups=4)).eval()
+    rows, samples = ldm.compare_spaces(pixel, latent, autoencoder, n=4, num_inference_steps=2, train_steps=1,
+                                       batch_size=4, progress=False)
+    assert [r.name for r in rows] == ["pixel", "latent"]
+    assert rows[0].shape == (1, 28, 28) and rows[1].shape == (4, 8, 8)
+    assert rows[0].decode_mflops == 0 and rows[1].decode_mflops > 0
+    assert all(r.mflops_per_step > 0 and r.train_images_per_s > 0 and r.n == 4 for r in rows)
+    assert samples["pixel"].shape == samples["latent"].shape == (4, 1, 28, 28)
+    table = ldm.format_table(rows, 2)
+    assert "latent / pixel" in table and "MFLOPs per denoising step" in table
