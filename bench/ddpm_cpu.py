@@ -1,0 +1,243 @@
+"""The toy DDPM on a CPU: training speed against diffusers, sampling time, time to good digits.
+
+    PYTHONPATH=. python bench/ddpm_cpu.py                          # full: results/ddpm_cpu.json
+    PYTHONPATH=. python bench/ddpm_cpu.py --rounds 3 --minutes-to-90 10   # a short configuration
+
+Three measurements (issue 3, item 10):
+
+1. Training images per second of ``sdcourse.unet.UNet`` (``UNetConfig.cpu()``, channels-last)
+   and of a ``diffusers.UNet2DModel`` of similar parameter count (block_out_channels (16, 32, 32),
+   layers_per_block 2, attention in the two lower levels: diffusers' default block layout, 11
+   class embeddings), in the same loop: ``train.ddpm_loss`` on real MNIST batches of
+   ``--batch-size``, backward, AdamW step. The two models run alternately, ``--rounds`` times,
+   ``--steps`` timed steps each after one warm-up step; we report the median images/s of each and
+   their ratio. The baseline gets its faster memory format (both are measured; the better counts).
+2. Sampling time for 64 digits (one batch) with DDIM-50 and DDPM-1000, from the shipped
+   ``checkpoints/ddpm_mnist.safetensors`` (random weights of the same shape if it is not there:
+   the time does not depend on the weights).
+3. Wall time of training from scratch (``UNetConfig.cpu()``, the shipped run's learning rate and
+   batch size) until the EMA model first reaches 90 % conditional accuracy, checked every
+   ``--check-every`` steps on ``--eval-n`` DDIM-50 samples (equal counts per digit) with the
+   course's classifier. Only training time counts; the checks are reported apart. The run goes
+   through ``train.fit`` in chunks with ``resume=True``, which continues exactly.
+
+Threads: ``--threads`` (default 1). On a CPU whose cores other processes also use, two torch
+threads wait on each other at every barrier: on this course's shared 2-core machine one forward
+pass of the toy UNet took 13 ms (batch 4) with one thread and 355 ms with two.
+
+The CPU may be shared with other work: the alternation keeps the ratio fair, absolute numbers are
+what this machine gave at the time (the JSON records the load average before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sdcourse import config, evaluate, samplers
+from sdcourse.data import load_mnist
+from sdcourse.runs import ddpm_schedule
+from sdcourse.train import TrainConfig, ddpm_loss, fit, step_generator
+from sdcourse.unet import UNet, UNetConfig, count_parameters, load_pretrained
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class DiffusersUNet(nn.Module):
+    """``diffusers.UNet2DModel`` behind our call signature ``model(x_t, t, labels) -> eps``."""
+
+    def __init__(self):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.net = UNet2DModel(
+            sample_size=28, in_channels=1, out_channels=1, block_out_channels=(16, 32, 32),
+            layers_per_block=2, norm_num_groups=8, num_class_embeds=11,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        )
+
+    def forward(self, x_t, t, labels=None):
+        labels = torch.full_like(t, 10) if labels is None else labels
+        return self.net(x_t, t, class_labels=labels).sample
+
+
+def train_speed(args, digits) -> dict:
+    """Median training images/s of each model, measured alternately in this process."""
+    schedule = ddpm_schedule()
+    torch.manual_seed(0)
+    models = {
+        "sdcourse UNet (channels-last)": (UNet(UNetConfig.cpu()), torch.channels_last),
+        "diffusers UNet2DModel (contiguous)": (DiffusersUNet(), torch.contiguous_format),
+    }
+    base = models["diffusers UNet2DModel (contiguous)"][0]
+    models["diffusers UNet2DModel (channels-last)"] = (base, torch.channels_last)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3) for name, (m, _) in models.items()}
+    speeds: dict[str, list[float]] = {name: [] for name in models}
+
+    def run(name: str, steps: int, offset: int) -> float:
+        model, fmt = models[name]
+        model.to(memory_format=fmt).train()
+        opt = optimizers[name]
+        began = time.perf_counter()
+        for i in range(steps):
+            gen = step_generator(0, offset + i)
+            index = torch.randint(0, len(digits), (args.batch_size,), generator=gen)
+            x0 = digits.images[index].contiguous(memory_format=fmt)
+            loss = ddpm_loss(model, schedule, x0, digits.labels[index], gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return steps * args.batch_size / (time.perf_counter() - began)
+
+    for name in models:
+        run(name, 1, 0)  # warm-up: allocator, oneDNN kernels
+    for r in range(args.rounds):
+        for name in models:
+            speeds[name].append(run(name, args.steps, 1 + r * args.steps))
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.split()[0]} {s[-1]:.0f}" for n, s in speeds.items()))
+    median = {name: statistics.median(s) for name, s in speeds.items()}
+    ours = median["sdcourse UNet (channels-last)"]
+    baseline_name = max((n for n in median if n.startswith("diffusers")), key=median.get)
+    return {
+        "images_per_s": median, "all_rounds": speeds,
+        "parameters": {"sdcourse UNet": count_parameters(models["sdcourse UNet (channels-last)"][0]),
+                       "diffusers UNet2DModel": count_parameters(base)},
+        "baseline": baseline_name, "ratio": ours / median[baseline_name],
+    }
+
+
+def sampling_time(args) -> dict:
+    path = config.CHECKPOINTS_DIR / "ddpm_mnist.safetensors"
+    if path.exists():
+        model, weights = load_pretrained("ddpm_mnist"), "checkpoints/ddpm_mnist.safetensors"
+    else:
+        model = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last).eval()
+        weights = "random init of UNetConfig.cpu() (no shipped checkpoint; timing only)"
+    schedule = ddpm_schedule()
+    labels = torch.arange(args.sample_n) % 10
+    out = {"weights": weights, "n": args.sample_n}
+    for name, sampler in (("DDIM-50", samplers.DDIMSampler(schedule, 50)),
+                          ("DDPM-1000", samplers.DDPMSampler(schedule))):
+        began = time.perf_counter()
+        samplers.sample(model, sampler, (args.sample_n, 1, 28, 28), labels,
+                        generator=torch.Generator().manual_seed(0), progress=False)
+        out[name] = time.perf_counter() - began
+        print(f"  {name}: {out[name]:.1f} s for {args.sample_n} digits")
+    return out
+
+
+def time_to_90(args) -> dict:
+    """Train from scratch in chunks of --check-every steps; after each, DDIM-50 accuracy of the EMA."""
+    digits = load_mnist("train", verbose=False)
+    schedule = ddpm_schedule()
+    torch.manual_seed(0)
+    model = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last)
+    meta = {"kind": "ddpm", "model_config": UNetConfig.cpu().to_dict()}
+    labels = torch.arange(args.eval_n) % 10  # equal counts per digit
+
+    def loss(m, x, y, gen):
+        return ddpm_loss(m, schedule, x, y, gen, 0.1)
+
+    history, check_seconds, reached = [], 0.0, None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.safetensors"
+        steps = 0
+        while True:
+            steps += args.check_every
+            cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr,
+                              checkpoint_every=args.check_every, seed=0)
+            result = fit(model, loss, (digits.images, digits.labels), cfg, path, meta,
+                         resume=steps > args.check_every, progress=False)
+            began = time.perf_counter()
+            x0 = samplers.sample(result.ema.eval(), samplers.DDIMSampler(schedule, 50), (args.eval_n, 1, 28, 28),
+                                 labels, generator=torch.Generator().manual_seed(1), progress=False)
+            accuracy = float((evaluate.features_and_logits(x0)[1].argmax(1) == labels).double().mean())
+            check_seconds += time.perf_counter() - began
+            history.append({"step": steps, "train_seconds": round(result.seconds, 1), "accuracy": accuracy})
+            print(f"  step {steps}: {result.seconds / 60:.1f} min of training, DDIM-50 accuracy {100 * accuracy:.1f} %")
+            if accuracy >= 0.9:
+                reached = history[-1]
+                break
+            if result.seconds > 60 * args.minutes_to_90:
+                break
+            model = result.model
+    return {"reached": reached is not None,
+            "seconds_to_90": reached["train_seconds"] if reached else None,
+            "steps_to_90": reached["step"] if reached else None,
+            "budget_minutes": args.minutes_to_90, "check_every": args.check_every,
+            "eval_n": args.eval_n, "lr": args.lr, "batch_size": args.batch_size,
+            "history": history, "check_seconds": round(check_seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the speed measurement")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per model per round")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--sample-n", type=int, default=64, help="digits per sampling-time measurement")
+    parser.add_argument("--minutes-to-90", type=float, default=60.0, help="training budget of part 3")
+    parser.add_argument("--check-every", type=int, default=250, help="steps between accuracy checks")
+    parser.add_argument("--eval-n", type=int, default=200, help="DDIM-50 samples per accuracy check")
+    parser.add_argument("--lr", type=float, default=1.5e-3, help="as the shipped run")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is far faster than 2 when other processes share the cores")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "sampling", "to90"])
+    parser.add_argument("--out", type=Path, default=RESULTS / "ddpm_cpu.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    digits = load_mnist("train", verbose=False)
+    payload = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "load_average_before": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}}
+    if "speed" not in args.skip:
+        print("training speed (images/s), alternated:")
+        payload["train_speed"] = train_speed(args, digits)
+    if "sampling" not in args.skip:
+        print("sampling time:")
+        payload["sampling_seconds"] = sampling_time(args)
+    if "to90" not in args.skip:
+        print("time to 90 % conditional accuracy (DDIM-50):")
+        payload["time_to_90"] = time_to_90(args)
+    payload["load_average_after"] = os.getloadavg()
+
+    rows = []
+    if "train_speed" in payload:
+        s = payload["train_speed"]
+        for name, ips in s["images_per_s"].items():
+            rows.append((f"train {name}", f"{ips:.0f} images/s"))
+        rows.append(("train ratio (ours / best diffusers)", f"{s['ratio']:.2f}x"))
+        rows.append(("parameters (ours / diffusers)",
+                     f"{s['parameters']['sdcourse UNet']:,} / {s['parameters']['diffusers UNet2DModel']:,}"))
+    if "sampling_seconds" in payload:
+        p = payload["sampling_seconds"]
+        rows += [(f"sample {p['n']} digits, DDIM-50", f"{p['DDIM-50']:.1f} s"),
+                 (f"sample {p['n']} digits, DDPM-1000", f"{p['DDPM-1000']:.1f} s")]
+    if "time_to_90" in payload:
+        q = payload["time_to_90"]
+        last = q["history"][-1]
+        rows.append(("time to 90 % accuracy (DDIM-50)",
+                     f"{q['seconds_to_90'] / 60:.1f} min ({q['steps_to_90']} steps)" if q["reached"] else
+                     f"not within {q['budget_minutes']} min "
+                     f"(best {100 * max(h['accuracy'] for h in q['history']):.1f} % by step {last['step']})"))
+    width = max(len(r[0]) for r in rows)
+    print("\n" + "\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
