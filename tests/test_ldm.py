@@ -69,3 +69,14 @@ def test_compare_spaces_measures_both_spaces_on_the_same_labels():
     assert samples["pixel"].shape == samples["latent"].shape == (4, 1, 28, 28)
     table = ldm.format_table(rows, 2)
     assert "latent / pixel" in table and "MFLOPs per denoising step" in table
+
+
+def test_shipped_latent_ddpm_uses_the_scaling_factor_stored_with_its_vae():
+    from sdcourse import checkpoint, config
+
+    _, meta = checkpoint.load(config.CHECKPOINTS_DIR / "ldm_mnist.safetensors")
+    autoencoder = vae.load_pretrained(meta["vae"])
+    assert meta["scaling_factor"] == autoencoder.scaling_factor != 1.0
+    mean, logvar = autoencoder.encode(torch.zeros(2, 1, 28, 28) - 1)
+    z0 = ldm.to_diffusion_latents(mean, logvar, torch.zeros_like(mean), meta["scaling_factor"])
+    torch.testing.assert_close(ldm.from_diffusion_latents(z0, autoencoder.scaling_factor), mean)
