@@ -80,3 +80,23 @@ def test_shipped_latent_ddpm_uses_the_scaling_factor_stored_with_its_vae():
     mean, logvar = autoencoder.encode(torch.zeros(2, 1, 28, 28) - 1)
     z0 = ldm.to_diffusion_latents(mean, logvar, torch.zeros_like(mean), meta["scaling_factor"])
     torch.testing.assert_close(ldm.from_diffusion_latents(z0, autoencoder.scaling_factor), mean)
+
+
+def test_resumed_latent_run_keeps_both_commands_in_its_card(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from sdcourse import runs
+    from sdcourse.train import TrainConfig
+
+    config = UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
+                        attention_heads=2, groups=4)
+    out = tmp_path / "ldm.safetensors"
+    for argv, steps, resume in ((["sdcourse", "train", "ldm", "--steps", "2"], 2, False),
+                                (["sdcourse", "train", "ldm", "--steps", "3", "--resume"], 3, True)):
+        monkeypatch.setattr(sys, "argv", argv)
+        runs.train_ldm(out, TrainConfig(steps=steps, batch_size=4), resume=resume, progress=False,
+                       model_config=config)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["commands"] == ["sdcourse train ldm --steps 2", "sdcourse train ldm --steps 3 --resume"]
+    assert card["steps"] == 3
