@@ -123,20 +123,21 @@ def training_images_per_second(model, loss_fn, data: Tensor, labels: Tensor, bat
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     model = copy.deepcopy(model).train().requires_grad_(True)
+    device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     counter = iter(range(10**9))
 
     def step() -> None:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + next(counter))
         index = torch.randint(0, len(data), (batch_size,), generator=gen)
-        x = data[index].contiguous(memory_format=torch.channels_last)  # as train.fit does
-        loss = loss_fn(model, x, labels[index], gen)
+        x = data[index].to(device).contiguous(memory_format=torch.channels_last)  # as train.fit does
+        loss = loss_fn(model, x, labels[index].to(device), gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     step()  # warm-up
-    return batch_size / median_time(step, budget_s=0.0, min_repeats=steps, max_repeats=steps)
+    return batch_size / median_time(step, device, budget_s=0.0, min_repeats=steps, max_repeats=steps)
 
 
 def compare_spaces(pixel, latent, autoencoder: vae_module.VAE, n: int = 500, num_inference_steps: int = 50,
@@ -164,10 +165,13 @@ def compare_spaces(pixel, latent, autoencoder: vae_module.VAE, n: int = 500, num
     for name, model in (("pixel", pixel), ("latent", latent)):
         in_latent_space = name == "latent"
         c, s = model.config.in_channels, model.config.image_size
+        device = next(model.parameters()).device
+        one = (torch.zeros(1, c, s, s, device=device), torch.tensor([500], device=device),
+               torch.tensor([0], device=device))  # one digit: x_t, t, label
+        z = torch.zeros(1, *autoencoder.config.latent_shape, device=next(autoencoder.parameters()).device)
         with torch.no_grad():
-            step_flops = measure.flops(lambda m=model, c=c, s=s: m(torch.zeros(1, c, s, s), torch.tensor([500]),
-                                                                   torch.tensor([0])))
-            decode_flops = measure.flops(lambda: autoencoder.decode(torch.zeros(1, *autoencoder.config.latent_shape)))
+            step_flops = measure.flops(lambda m=model, one=one: m(*one))
+            decode_flops = measure.flops(lambda z=z: autoencoder.decode(z))
 
         def loss(m, x, y, gen, latent_space=in_latent_space):
             if latent_space:
@@ -183,6 +187,7 @@ def compare_spaces(pixel, latent, autoencoder: vae_module.VAE, n: int = 500, num
             images = sample_digits(model, autoencoder, sampler, labels, gen, progress)
         else:
             images = sample(model, sampler, (n, c, s, s), labels=labels, generator=gen, progress=progress)
+        images = images.cpu()  # on a GPU this also waits for the work to finish
         seconds = time.perf_counter() - start
         quality = evaluate.evaluate_samples(images, labels)
         samples[name] = images
