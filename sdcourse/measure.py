@@ -1,5 +1,10 @@
-"""Measuring one call: its median time and the extra memory it needs at its peak, on CPU or GPU
-(lesson 06's cost-of-attention figure and ``bench/attention.py``; no paper, just honest numbers).
+"""Measuring one call: its median time, the extra memory it needs at its peak, on CPU or GPU, and
+its floating-point operations (lesson 06's cost-of-attention figure and ``bench/attention.py``;
+lesson 07's pixel-versus-latent table; no paper, just honest numbers).
+
+FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` counts matrix products, convolutions and
+attention, 2 per multiply-add; normalizations and activations (a few percent) are not counted.
+It works on the ``meta`` device too, so the cost of a model too big to run can still be counted.
 
 Peak memory, per device:
 - CUDA: ``torch.cuda.max_memory_allocated()`` during the call minus the memory allocated before it
@@ -88,3 +93,12 @@ def median_time(fn: Callable[[], object], device: torch.device | str = "cpu",
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call ``fn()`` (module docstring: what is counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())

@@ -149,7 +149,7 @@ def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool =
                "test_pixel_mse_of_mean": pixel_mse}
     tensors, saved = checkpoint.load(out)
     checkpoint.save(out, tensors, {**saved, "scaling_factor": scale})
-    write_card(out, result, meta, train_config, metrics)
+    write_card(out, result, meta, train_config, metrics, resumed=resume)
     return result
 
 
@@ -182,5 +182,5 @@ def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progre
 
     result = fit(model, loss, (posteriors, digits.labels), train_config, resume_path(out), meta, resume, progress)
     export_ema(resume_path(out), out)
-    write_card(out, result, meta, train_config)
+    write_card(out, result, meta, train_config, resumed=resume)
     return result

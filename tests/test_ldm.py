@@ -52,3 +52,51 @@ def test_sampled_latents_decode_to_images():
     images = ldm.sample_digits(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
                                torch.Generator().manual_seed(0), progress=False)
     assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
+
+
+def test_compare_spaces_measures_both_spaces_on_the_same_labels():
+    autoencoder = _tiny_vae()
+    torch.manual_seed(0)
+    pixel = UNet(UNetConfig.tiny()).eval()
+    latent = UNet(UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
+                             attention_heads=2, groups=4)).eval()
+    rows, samples = ldm.compare_spaces(pixel, latent, autoencoder, n=4, num_inference_steps=2, train_steps=1,
+                                       batch_size=4, progress=False)
+    assert [r.name for r in rows] == ["pixel", "latent"]
+    assert rows[0].shape == (1, 28, 28) and rows[1].shape == (4, 8, 8)
+    assert rows[0].decode_mflops == 0 and rows[1].decode_mflops > 0
+    assert all(r.mflops_per_step > 0 and r.train_images_per_s > 0 and r.n == 4 for r in rows)
+    assert samples["pixel"].shape == samples["latent"].shape == (4, 1, 28, 28)
+    table = ldm.format_table(rows, 2)
+    assert "latent / pixel" in table and "MFLOPs per denoising step" in table
+
+
+def test_shipped_latent_ddpm_uses_the_scaling_factor_stored_with_its_vae():
+    from sdcourse import checkpoint, config
+
+    _, meta = checkpoint.load(config.CHECKPOINTS_DIR / "ldm_mnist.safetensors")
+    autoencoder = vae.load_pretrained(meta["vae"])
+    assert meta["scaling_factor"] == autoencoder.scaling_factor != 1.0
+    mean, logvar = autoencoder.encode(torch.zeros(2, 1, 28, 28) - 1)
+    z0 = ldm.to_diffusion_latents(mean, logvar, torch.zeros_like(mean), meta["scaling_factor"])
+    torch.testing.assert_close(ldm.from_diffusion_latents(z0, autoencoder.scaling_factor), mean)
+
+
+def test_resumed_latent_run_keeps_both_commands_in_its_card(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from sdcourse import runs
+    from sdcourse.train import TrainConfig
+
+    config = UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
+                        attention_heads=2, groups=4)
+    out = tmp_path / "ldm.safetensors"
+    for argv, steps, resume in ((["sdcourse", "train", "ldm", "--steps", "2"], 2, False),
+                                (["sdcourse", "train", "ldm", "--steps", "3", "--resume"], 3, True)):
+        monkeypatch.setattr(sys, "argv", argv)
+        runs.train_ldm(out, TrainConfig(steps=steps, batch_size=4), resume=resume, progress=False,
+                       model_config=config)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["commands"] == ["sdcourse train ldm --steps 2", "sdcourse train ldm --steps 3 --resume"]
+    assert card["steps"] == 3

@@ -22,3 +22,14 @@ def test_median_time_is_a_positive_number_and_checks_its_arguments():
         median_time(lambda: None, min_repeats=0)
     with pytest.raises(ValueError, match="device must be"):
         peak_memory(lambda: None, "meta")
+
+
+def test_flops_counts_two_per_multiply_add():
+    import torch
+
+    from sdcourse.measure import flops
+
+    linear = torch.nn.Linear(10, 20)
+    assert flops(lambda: linear(torch.zeros(3, 10))) == 2 * 3 * 10 * 20
+    conv = torch.nn.Conv2d(2, 5, 3, padding=1)
+    assert flops(lambda: conv(torch.zeros(1, 2, 8, 8))) == 2 * 8 * 8 * 5 * 2 * 3 * 3

@@ -4,6 +4,7 @@ SD 1.5's AutoencoderKL shapes, bad inputs, and the scaled latent round trip thro
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -64,6 +65,15 @@ def test_reparameterize_has_the_right_moments_and_passes_gradients():
     torch.testing.assert_close(z.std(0), torch.tensor([1.0, 3.0]), atol=0.05, rtol=0)
     z.sum().backward()
     assert mean.grad is not None and logvar.grad is not None
+
+
+def test_reconstruction_error_is_the_gaussian_negative_log_likelihood_minus_its_constant():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 1, 28, 28, generator=gen, dtype=torch.float64) * 2 - 1
+    x_hat = torch.rand(3, 1, 28, 28, generator=gen, dtype=torch.float64) * 2 - 1
+    nll = -Normal(x_hat, math.sqrt(0.5)).log_prob(x).flatten(1).sum(1)  # sigma^2 = 1/2
+    constant = 784 / 2 * math.log(math.pi)  # (D / 2) log(2 pi sigma^2)
+    torch.testing.assert_close(vae.reconstruction_error(x, x_hat), nll - constant, rtol=1e-10, atol=1e-8)
 
 
 def test_negative_elbo_is_reconstruction_plus_beta_kl():
