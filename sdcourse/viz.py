@@ -65,7 +65,8 @@ def labelled_grid(
             f"images has {rows} rows and {cols} columns but {len(row_labels)} row_labels and "
             f"{len(col_labels)} col_labels were given"
         )
-    fig, axes = plt.subplots(rows, cols, figsize=(scale * cols + 0.8, scale * rows + 0.3),
+    label_width = 0.08 * max(map(len, row_labels), default=0)  # inches for horizontal row labels
+    fig, axes = plt.subplots(rows, cols, figsize=(scale * cols + 0.8 + label_width, scale * rows + 0.3),
                              squeeze=False)
     for r in range(rows):
         for c in range(cols):
@@ -76,7 +77,7 @@ def labelled_grid(
             if r == 0:
                 ax.set_title(col_labels[c], fontsize=9)
             if c == 0:
-                ax.set_ylabel(row_labels[r], fontsize=9)
+                ax.set_ylabel(row_labels[r], fontsize=9, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
