@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from sdcourse import checkpoint
+from sdcourse.config import CHECKPOINTS_DIR
 from sdcourse.data import load_mnist
 from sdcourse.guidance import balanced_labels, measure_scales, sample_at_scales
 from sdcourse.runs import ddpm_schedule
@@ -59,9 +61,11 @@ def main() -> None:
     print(f"real-vs-real FID floor at {args.num_samples} digits: {floor:.2f}")
     print(f"sampling took {sampling_s:.0f} s on {args.threads} thread(s)")
     result = {
-        "num_samples": args.num_samples, "steps": args.steps, "seed": args.seed, "sampler": "DDIM eta=0",
+        "num_samples": args.num_samples, "steps": args.steps, "seed": args.seed,
+        "sampler": "DDIM eta=0, x0-hat clipped, eps re-derived from it (DDIMSampler's default)",
         "real_digits": f"{real.source} ({len(real)} test digits)",
         "checkpoint": "ddpm_mnist", "fid_floor_real_vs_real": floor,
+        "checkpoint_training_steps": checkpoint.load(CHECKPOINTS_DIR / "ddpm_mnist.safetensors")[1].get("step"),
         "rows": [asdict(r) for r in rows], "sampling_s": sampling_s, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
     }
