@@ -7,18 +7,13 @@ often than at scale 0, where the label is ignored.
 
 from __future__ import annotations
 
-import pytest
-
 from sdcourse import evaluate
-from sdcourse.config import CHECKPOINTS_DIR
 from sdcourse.guidance import balanced_labels, sample_at_scales
 from sdcourse.runs import ddpm_schedule
 from sdcourse.samplers import DDIMSampler
 from sdcourse.unet import load_pretrained
 
 
-@pytest.mark.skipif(not (CHECKPOINTS_DIR / "ddpm_mnist.safetensors").exists(),
-                    reason="checkpoints/ddpm_mnist.safetensors is not shipped yet")
 def test_accuracy_at_scale_3_is_above_accuracy_at_scale_0():
     model, labels = load_pretrained("ddpm_mnist"), balanced_labels(100)
     samples = sample_at_scales(model, lambda: DDIMSampler(ddpm_schedule(), 10), labels, [0, 3], seed=0,
