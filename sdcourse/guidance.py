@@ -155,6 +155,11 @@ class GuidedModel(nn.Module):
             check_labels(negative_label, batch, torch.device("cpu"), name="negative_label")
         self.negative_label = negative_label  # None, or an int64 tensor of shape () or (B,)
 
+    @property
+    def config(self):
+        """The wrapped model's config (sample shape, classes): code that reads ``model.config`` still works."""
+        return self.model.config
+
     def forward(self, x_t: Tensor, t: Tensor, labels=None) -> Tensor:
         """Guided eps for x_t (B, C, H, W), t (B,), labels (B,) digits 0..9 -> (B, C, H, W)."""
         batch = x_t.shape[0]

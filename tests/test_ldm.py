@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from sdcourse import ldm, vae
+from sdcourse.guidance import GuidedModel
 from sdcourse.samplers import DDIMSampler
 from sdcourse.schedules import NoiseSchedule
 from sdcourse.unet import UNet, UNetConfig
@@ -52,6 +53,10 @@ def test_sampled_latents_decode_to_images():
     images = ldm.sample_digits(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
                                torch.Generator().manual_seed(0), progress=False)
     assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
+    # with guidance (sdcourse sample --model ldm_mnist --guidance-scale 3): a GuidedModel passes for its model
+    guided = ldm.sample_digits(GuidedModel(model, 3.0), autoencoder, sampler, torch.tensor([1, 2, 3]),
+                               torch.Generator().manual_seed(0), progress=False)
+    assert guided.shape == images.shape and bool(guided.isfinite().all())
 
 
 def test_compare_spaces_measures_both_spaces_on_the_same_labels():
