@@ -18,8 +18,11 @@ _notebook_seconds: dict[str, float] = defaultdict(float)
 
 @pytest.fixture
 def tmp_home(tmp_path, monkeypatch):
-    """An empty SDCOURSE_HOME, so a test sees no cached data or weights."""
+    """An empty SDCOURSE_HOME, so a test sees no cached data or weights (and hears MNIST's fallback line)."""
+    from sdcourse import data
+
     monkeypatch.setenv("SDCOURSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data, "_announced", set())
     return tmp_path / "home"
 
 

