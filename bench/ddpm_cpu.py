@@ -161,7 +161,7 @@ def time_to_90(args) -> dict:
             began = time.perf_counter()
             x0 = samplers.sample(result.ema.eval(), samplers.DDIMSampler(schedule, 50), (args.eval_n, 1, 28, 28),
                                  labels, generator=torch.Generator().manual_seed(1), progress=False)
-            accuracy = float((evaluate.features_and_logits(x0)[1].argmax(1) == labels).double().mean())
+            accuracy = evaluate.conditional_accuracy(x0, labels)
             check_seconds += time.perf_counter() - began
             history.append({"step": steps, "train_seconds": round(result.seconds, 1), "accuracy": accuracy})
             print(f"  step {steps}: {result.seconds / 60:.1f} min of training, DDIM-50 accuracy {100 * accuracy:.1f} %")

@@ -130,6 +130,17 @@ def real_floor(n: int) -> float:
     return frechet_distance(_real_features("train", n), _real_features("test", n))
 
 
+def conditional_accuracy(images: Tensor, labels: Tensor, logits: Tensor | None = None) -> float:
+    """The fraction of ``images`` (N, 1, 28, 28) that the classifier reads as the digit asked for, ``labels`` (N,).
+
+    ``logits`` (N, 10), when the classifier already ran on ``images``, saves running it again.
+    """
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+    logits = features_and_logits(images)[1] if logits is None else logits
+    return float((logits.argmax(1).cpu() == labels.cpu()).double().mean())
+
+
 def evaluate_samples(images: Tensor, labels: Tensor | None = None) -> Quality:
     """Conditional accuracy and FID of generated ``images`` (N, 1, 28, 28) asked for ``labels`` (N,).
 
@@ -138,9 +149,7 @@ def evaluate_samples(images: Tensor, labels: Tensor | None = None) -> Quality:
     if labels is not None and labels.shape != (len(images),):
         raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
     feats, logits = features_and_logits(images)
-    accuracy = None
-    if labels is not None:
-        accuracy = float((logits.argmax(1).cpu() == labels.cpu()).double().mean())
+    accuracy = None if labels is None else conditional_accuracy(images, labels, logits)
     n = len(images)
     return Quality(accuracy, frechet_distance(feats, _real_features("test", n)), real_floor(n), n)
 

@@ -60,6 +60,20 @@ def test_diversity_is_zero_for_copies():
     assert evaluate.mean_pairwise_distance(load_mnist("test", verbose=False).images[:20]) > 1.0
 
 
+def test_conditional_accuracy_counts_the_digits_read_as_asked():
+    from sdcourse.data import load_mnist
+
+    test = load_mnist("test", verbose=False)
+    images, labels = test.images[:100], test.labels[:100]
+    assert evaluate.conditional_accuracy(images, labels) > 0.95
+    assert evaluate.conditional_accuracy(images, (labels + 1) % 10) < 0.05  # asked for the wrong digit
+    read = evaluate.load_classifier()(images).argmax(1)  # the classifier's own forward pass, in one batch
+    expected = (read == labels).double().mean().item()
+    assert evaluate.conditional_accuracy(images, labels) == pytest.approx(expected)
+
+
 def test_labels_of_the_wrong_length_are_refused():
     with pytest.raises(ValueError, match="labels must have shape"):
         evaluate.evaluate_samples(torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        evaluate.conditional_accuracy(torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long))
