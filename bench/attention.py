@@ -3,7 +3,8 @@
     PYTHONPATH=. python bench/attention.py               # CPU, 1 thread: results/attention_cpu.json
     PYTHONPATH=. python bench/attention.py --device cuda # a GPU: results/attention_cuda.json
 
-Compares ``sdcourse.attention.attention`` (softmax(Q K^T / sqrt(d_k)) V step by step, which stores
+Compares, with ``sdcourse.experiments.attention_cost.measure`` (lesson 06's measurement),
+``sdcourse.attention.attention`` (softmax(Q K^T / sqrt(d_k)) V step by step, which stores
 the (B, h, L_q, L_k) scores and probabilities) with PyTorch's fused kernel
 ``torch.nn.functional.scaled_dot_product_attention`` (``attention_fused``), on q, k, v of shape
 (B, h, L, d) for:
@@ -34,8 +35,7 @@ from pathlib import Path
 
 import torch
 
-from sdcourse.attention import attention, attention_fused
-from sdcourse.measure import median_time, peak_memory
+from sdcourse.experiments import attention_cost
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,30 +51,6 @@ CASES = [
     ("SD 16x16 cross", 256, 77, 8, 160),
     ("SD 8x8 mid self", 64, 64, 8, 160),
 ]
-
-
-# ---- one case -----------------------------------------------------------------------------------
-
-
-def run_case(name, lq, lk, heads, dim_head, batch, device, budget_s, max_repeats, dtype):
-    gen = torch.Generator(device=device).manual_seed(0)
-    q = torch.randn(batch, heads, lq, dim_head, generator=gen, device=device, dtype=dtype)
-    k = torch.randn(batch, heads, lk, dim_head, generator=gen, device=device, dtype=dtype)
-    v = torch.randn(batch, heads, lk, dim_head, generator=gen, device=device, dtype=dtype)
-    row = {"case": name, "batch": batch, "heads": heads, "L_q": lq, "L_k": lk, "dim_head": dim_head,
-           "scores_bytes": batch * heads * lq * lk * 4}
-    with torch.inference_mode():
-        written, fused = attention(q, k, v), attention_fused(q, k, v)  # warm-up, and agreement
-        row["max_abs_diff"] = (written.float() - fused.float()).abs().max().item()
-        del written, fused
-        for label, fn in (("written", lambda: attention(q, k, v)),
-                          ("fused", lambda: attention_fused(q, k, v))):
-            row[f"{label}_peak_bytes"] = peak_memory(fn, device)
-            row[f"{label}_s"] = median_time(fn, device, budget_s, max_repeats=max_repeats)
-    row["time_ratio"] = row["written_s"] / row["fused_s"]
-    if row["written_peak_bytes"] and row["fused_peak_bytes"]:
-        row["memory_ratio"] = row["written_peak_bytes"] / row["fused_peak_bytes"]
-    return row
 
 
 def _cpu_name() -> str:
@@ -98,10 +74,9 @@ def format_table(rows) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['case']:<16} {r['L_q']:>5} {r['L_k']:>5} {r['dim_head']:>4} | "
-            f"{r['written_s'] * 1e3:>10.2f} {r['fused_s'] * 1e3:>9.2f} {r['time_ratio']:>5.2f} | "
-            f"{_mb(r['written_peak_bytes']):>10} {_mb(r['fused_peak_bytes']):>9} "
-            f"{_mb(r['scores_bytes']):>9}"
+            f"{r.case:<16} {r.L_q:>5} {r.L_k:>5} {r.dim_head:>4} | "
+            f"{r.written_s * 1e3:>10.2f} {r.fused_s * 1e3:>9.2f} {r.time_ratio:>5.2f} | "
+            f"{_mb(r.written_peak_bytes):>10} {_mb(r.fused_peak_bytes):>9} {_mb(r.scores_bytes):>9}"
         )
     return "\n".join(lines)
 
@@ -132,8 +107,8 @@ def main(argv=None) -> int:
     for case in CASES:
         if args.only and args.only not in case[0]:
             continue
-        rows.append(run_case(*case, batch=args.batch, device=device, budget_s=args.budget,
-                             max_repeats=args.max_repeats, dtype=dtype))
+        rows.append(attention_cost.measure(*case, batch=args.batch, device=device, dtype=dtype,
+                                           budget_s=args.budget, max_repeats=args.max_repeats))
         print(f"  {case[0]}: done", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
 
@@ -150,7 +125,7 @@ def main(argv=None) -> int:
         "dtype": args.dtype, "batch": args.batch, "torch": torch.__version__,
         "memory_method": ("torch.cuda.max_memory_allocated delta" if device.type == "cuda" else
                           "VmHWM - VmRSS growth after malloc_trim and clear_refs reset (Linux)"),
-        "wall_s": wall, "rows": rows,
+        "wall_s": wall, "rows": [r.as_dict() for r in rows],
     }
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")

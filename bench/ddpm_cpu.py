@@ -8,10 +8,11 @@ Three measurements (issue 3, item 10):
 1. Training images per second of ``sdcourse.unet.UNet`` (``UNetConfig.cpu()``, channels-last)
    and of a ``diffusers.UNet2DModel`` of similar parameter count (block_out_channels (16, 32, 32),
    layers_per_block 2, attention in the two lower levels: diffusers' default block layout, 11
-   class embeddings), in the same loop: ``train.ddpm_loss`` on real MNIST batches of
-   ``--batch-size``, backward, AdamW step. The two models run alternately, ``--rounds`` times,
-   ``--steps`` timed steps each after one warm-up step; we report the median images/s of each and
-   their ratio. The baseline gets its faster memory format (both are measured; the better counts).
+   class embeddings), in the same loop, the course's one training loop ``train.fit`` (in memory):
+   ``train.ddpm_loss`` on real MNIST batches of ``--batch-size``, backward, AdamW step. The two
+   models run alternately, ``--rounds`` times, ``--steps`` timed steps each after one warm-up
+   step; we report the median images/s of each and their ratio. The baseline gets its faster
+   memory format (both are measured; the better counts).
 2. Sampling time for 64 digits (one batch) with DDIM-50 and DDPM-1000, from the shipped
    ``checkpoints/ddpm_mnist.safetensors`` (random weights of the same shape if it is not there:
    the time does not depend on the weights).
@@ -32,6 +33,7 @@ what this machine gave at the time (the JSON records the load average before and
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -43,11 +45,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sdcourse import config, evaluate, samplers
+from sdcourse import checkpoint, config, evaluate, samplers
 from sdcourse.data import load_mnist
-from sdcourse.runs import ddpm_schedule
-from sdcourse.train import TrainConfig, ddpm_loss, fit, step_generator
-from sdcourse.unet import UNet, UNetConfig, count_parameters, load_pretrained
+from sdcourse.runs import DDPM_SCHEDULE
+from sdcourse.schedules import NoiseSchedule
+from sdcourse.train import TrainConfig, ddpm_loss, fit
+from sdcourse.unet import UNet, UNetConfig, count_parameters
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,10 +58,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class DiffusersUNet(nn.Module):
     """``diffusers.UNet2DModel`` behind our call signature ``model(x_t, t, labels) -> eps``."""
 
-    def __init__(self):
+    def __init__(self, memory_format: torch.memory_format):
         super().__init__()
-        from diffusers import UNet2DModel
+        from diffusers import UNet2DModel  # lazy: only this benchmark needs diffusers' UNet
 
+        self.memory_format = memory_format  # train.fit hands over channels-last batches; convert if asked
         self.net = UNet2DModel(
             sample_size=28, in_channels=1, out_channels=1, block_out_channels=(16, 32, 32),
             layers_per_block=2, norm_num_groups=8, num_class_embeds=11,
@@ -68,62 +72,55 @@ class DiffusersUNet(nn.Module):
 
     def forward(self, x_t, t, labels=None):
         labels = torch.full_like(t, 10) if labels is None else labels
-        return self.net(x_t, t, class_labels=labels).sample
+        return self.net(x_t.contiguous(memory_format=self.memory_format), t, class_labels=labels).sample
 
 
 def train_speed(args, digits) -> dict:
     """Median training images/s of each model, measured alternately in this process."""
-    schedule = ddpm_schedule()
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
     torch.manual_seed(0)
-    models = {
-        "sdcourse UNet (channels-last)": (UNet(UNetConfig.cpu()), torch.channels_last),
-        "diffusers UNet2DModel (contiguous)": (DiffusersUNet(), torch.contiguous_format),
-    }
-    base = models["diffusers UNet2DModel (contiguous)"][0]
-    models["diffusers UNet2DModel (channels-last)"] = (base, torch.channels_last)
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3) for name, (m, _) in models.items()}
+    ours = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last)
+    base = DiffusersUNet(torch.contiguous_format)
+    channels_last_base = copy.copy(base)  # the same weights, fed channels-last
+    channels_last_base.memory_format = torch.channels_last
+    models = {"sdcourse UNet (channels-last)": ours, "diffusers UNet2DModel (contiguous)": base,
+              "diffusers UNet2DModel (channels-last)": channels_last_base}
     speeds: dict[str, list[float]] = {name: [] for name in models}
 
-    def run(name: str, steps: int, offset: int) -> float:
-        model, fmt = models[name]
-        model.to(memory_format=fmt).train()
-        opt = optimizers[name]
-        began = time.perf_counter()
-        for i in range(steps):
-            gen = step_generator(0, offset + i)
-            index = torch.randint(0, len(digits), (args.batch_size,), generator=gen)
-            x0 = digits.images[index].contiguous(memory_format=fmt)
-            loss = ddpm_loss(model, schedule, x0, digits.labels[index], gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return steps * args.batch_size / (time.perf_counter() - began)
+    def loss(m, x, y, gen):
+        return ddpm_loss(m, schedule, x, y, gen)
+
+    def run(name: str, steps: int, seed: int) -> float:
+        model = models[name].to(memory_format=models[name].memory_format if name.startswith("diffusers")
+                                else torch.channels_last)
+        cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=1e-3, seed=seed)
+        result = fit(model, loss, (digits.images, digits.labels), cfg, path=None, progress=False)
+        return steps * args.batch_size / sum(result.step_seconds)
 
     for name in models:
         run(name, 1, 0)  # warm-up: allocator, oneDNN kernels
     for r in range(args.rounds):
         for name in models:
-            speeds[name].append(run(name, args.steps, 1 + r * args.steps))
+            speeds[name].append(run(name, args.steps, 1 + r))
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.split()[0]} {s[-1]:.0f}" for n, s in speeds.items()))
     median = {name: statistics.median(s) for name, s in speeds.items()}
-    ours = median["sdcourse UNet (channels-last)"]
     baseline_name = max((n for n in median if n.startswith("diffusers")), key=median.get)
     return {
         "images_per_s": median, "all_rounds": speeds,
-        "parameters": {"sdcourse UNet": count_parameters(models["sdcourse UNet (channels-last)"][0]),
+        "parameters": {"sdcourse UNet": count_parameters(ours),
                        "diffusers UNet2DModel": count_parameters(base)},
-        "baseline": baseline_name, "ratio": ours / median[baseline_name],
+        "baseline": baseline_name, "ratio": median["sdcourse UNet (channels-last)"] / median[baseline_name],
     }
 
 
 def sampling_time(args) -> dict:
-    path = config.CHECKPOINTS_DIR / "ddpm_mnist.safetensors"
-    if path.exists():
-        model, weights = load_pretrained("ddpm_mnist"), "checkpoints/ddpm_mnist.safetensors"
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
+    if (config.CHECKPOINTS_DIR / "ddpm_mnist.safetensors").exists():
+        loaded = checkpoint.load_model("ddpm_mnist")
+        model, schedule, weights = loaded.model, loaded.schedule, "checkpoints/ddpm_mnist.safetensors"
     else:
         model = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last).eval()
         weights = "random init of UNetConfig.cpu() (no shipped checkpoint; timing only)"
-    schedule = ddpm_schedule()
     labels = torch.arange(args.sample_n) % 10
     out = {"weights": weights, "n": args.sample_n}
     for name, sampler in (("DDIM-50", samplers.DDIMSampler(schedule, 50)),
@@ -139,7 +136,7 @@ def sampling_time(args) -> dict:
 def time_to_90(args) -> dict:
     """Train from scratch in chunks of --check-every steps; after each, DDIM-50 accuracy of the EMA."""
     digits = load_mnist("train", verbose=False)
-    schedule = ddpm_schedule()
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
     torch.manual_seed(0)
     model = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last)
     meta = {"kind": "ddpm", "model_config": UNetConfig.cpu().to_dict()}

@@ -6,8 +6,9 @@
 Samples ``--num-samples`` digits (every digit equally often) from the shipped class-conditional
 UNet ``checkpoints/ddpm_mnist`` at each guidance scale, from the same seeds at every scale, with
 deterministic DDIM (eta = 0), and measures them with ``sdcourse.evaluate``'s classifier against the
-real test digits (``guidance.measure_scales``). Also reports the real-vs-real FID floor (as many
-real training digits against real test digits) and the wall time. Writes ``results/guidance_sweep.json``.
+real test digits (lesson 04's sweep, ``sdcourse.experiments.guidance_sweep``). Also reports the
+real-vs-real FID floor (as many real training digits against real test digits) and the wall time.
+Writes ``results/guidance_sweep.json``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ from pathlib import Path
 import torch
 
 from sdcourse import checkpoint
-from sdcourse.config import CHECKPOINTS_DIR
 from sdcourse.data import load_mnist
-from sdcourse.guidance import balanced_labels, measure_scales, sample_at_scales
-from sdcourse.runs import ddpm_schedule
+from sdcourse.experiments.guidance_sweep import balanced_labels, measure_scales, sample_at_scales
 from sdcourse.samplers import DDIMSampler
-from sdcourse.unet import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,8 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = load_pretrained("ddpm_mnist")
-    schedule = ddpm_schedule()
+    ddpm = checkpoint.load_model("ddpm_mnist")  # the model and the schedule it was trained with
+    model, schedule = ddpm.model, ddpm.schedule
     real = load_mnist("test", verbose=False)
     labels = balanced_labels(args.num_samples)
     start = time.perf_counter()
@@ -65,7 +63,7 @@ def main() -> None:
         "sampler": "DDIM eta=0, x0-hat clipped, eps re-derived from it (DDIMSampler's default)",
         "real_digits": f"{real.source} ({len(real)} test digits)",
         "checkpoint": "ddpm_mnist", "fid_floor_real_vs_real": floor,
-        "checkpoint_training_steps": checkpoint.load(CHECKPOINTS_DIR / "ddpm_mnist.safetensors")[1].get("step"),
+        "checkpoint_training_steps": ddpm.card.get("step"),
         "rows": [asdict(r) for r in rows], "sampling_s": sampling_s, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
     }

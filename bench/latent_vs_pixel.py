@@ -3,13 +3,14 @@
     PYTHONPATH=. python bench/latent_vs_pixel.py             # 1 CPU thread: results/latent_vs_pixel_cpu.json
     PYTHONPATH=. python bench/latent_vs_pixel.py --threads 2 --n 1000
 
-Both models sample the same labels (0..9 repeated) from the same seed with DDIM (clipping x0_hat
-only in pixel space), and ``sdcourse.ldm.compare_spaces`` measures: FLOPs of one denoiser call
-(``measure.flops``), training images/s (median of full AdamW steps after a warm-up; the VAE encoder
-ran once before and is excluded), sampling wall time with decoding, conditional accuracy and
-classifier-feature FID (``evaluate.py``, next to the real-vs-real floor at the same n). Then SD 1.5
-at 512x512, counted on the meta device (``ldm.sd15_costs``). Timings on a shared machine are noisy;
-the FLOPs are exact.
+Both models (``checkpoint.load_model``, each with the noise schedule of its card) sample the same
+labels (0..9 repeated) from the same seed with DDIM (clipping x0_hat only in pixel space), and
+``sdcourse.experiments.latent_vs_pixel.compare_spaces`` (lesson 07's table) measures: FLOPs of one
+denoiser call (``measure.flops``), training images/s (``train.fit`` in memory: the median step
+after a warm-up; the VAE encoder ran once before and is excluded), sampling wall time with
+decoding, conditional accuracy and classifier-feature FID (``evaluate.py``, next to the
+real-vs-real floor at the same n). Then SD 1.5 at 512x512, counted on the meta device
+(``latent_vs_pixel.sd15_costs``). Timings on a shared machine are noisy; the FLOPs are exact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from sdcourse import config, ldm, runs, unet, vae
+from sdcourse import checkpoint, runs
+from sdcourse.experiments import latent_vs_pixel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,15 +40,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
-    rows, _ = ldm.compare_spaces(unet.load_pretrained("ddpm_mnist"), unet.load_pretrained("ldm_mnist"),
-                                 vae.load_pretrained("vae_mnist"), n=args.n, num_inference_steps=args.steps,
-                                 train_steps=args.train_steps, batch_size=args.batch_size, seed=args.seed)
-    print(ldm.format_table(rows, args.steps))
-    sd = ldm.sd15_costs()
+    pixel, latent = checkpoint.load_model("ddpm_mnist"), checkpoint.load_model("ldm_mnist")
+    rows, _ = latent_vs_pixel.compare_spaces(pixel, latent, n=args.n, num_inference_steps=args.steps,
+                                             train_steps=args.train_steps, batch_size=args.batch_size, seed=args.seed)
+    print(latent_vs_pixel.format_table(rows, args.steps))
+    sd = latent_vs_pixel.sd15_costs()
     print(f"SD 1.5 UNet step: {sd['unet_step_latent_4x64x64']:.2f} TFLOPs on 4x64x64 latents, "
           f"{sd['unet_step_pixel_3x512x512']:.0f} on 3x512x512 pixels; VAE decode {sd['vae_decode_once']:.2f}")
-    cards = {name: json.loads((config.CHECKPOINTS_DIR / f"{name}.json").read_text())
-             for name in ("ddpm_mnist", "ldm_mnist")}
+    cards = {"ddpm_mnist": pixel.card, "ldm_mnist": latent.card}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"latent_vs_pixel_{device}.json"

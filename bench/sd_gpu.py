@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
 
@@ -228,8 +229,6 @@ def main(argv=None) -> int:
                 "best_at_least_1.3x": best["speedup_vs_diffusers"] >= 1.3,
             }
     print("targets:", json.dumps(targets))
-    import diffusers
-
     payload = {
         "command": " ".join(
             ["python bench/sd_gpu.py", *(argv if argv is not None else sys.argv[1:])]

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
+
 Tensor = torch.Tensor
 
 
@@ -149,12 +151,6 @@ def merge_heads(x: Tensor) -> Tensor:
 # ---- layers ---------------------------------------------------------------------------------
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 class CrossAttention(nn.Module):
     """Multi-head attention from x (B, L, query_dim) to a context (B, L_ctx, context_dim).
 
@@ -168,11 +164,9 @@ class CrossAttention(nn.Module):
     def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8,
                  dim_head: int | None = 64, bias: bool = False, fused: bool = False):
         super().__init__()
-        query_dim = _positive_int("query_dim", query_dim)
-        if context_dim is not None:
-            context_dim = _positive_int("context_dim", context_dim)
-        context_dim = query_dim if context_dim is None else context_dim
-        heads = _positive_int("heads", heads)
+        query_dim = validate.integer("query_dim", query_dim, low=1)
+        context_dim = query_dim if context_dim is None else validate.integer("context_dim", context_dim, low=1)
+        heads = validate.integer("heads", heads, low=1)
         if dim_head is None:
             if query_dim % heads:
                 raise ValueError(
@@ -180,7 +174,7 @@ class CrossAttention(nn.Module):
                     f"(dim_head = query_dim / heads)"
                 )
             dim_head = query_dim // heads
-        dim_head = _positive_int("dim_head", dim_head)
+        dim_head = validate.integer("dim_head", dim_head, low=1)
         inner = heads * dim_head
         self.query_dim, self.context_dim = query_dim, context_dim
         self.heads, self.dim_head, self.fused = heads, dim_head, fused

@@ -1,16 +1,27 @@
-"""Checkpoints: tensors in safetensors (never pickle) plus JSON metadata, written atomically.
+"""Checkpoints: tensors in safetensors (never pickle) plus JSON metadata, written atomically;
+the JSON card beside each one; and ``load_model(name)``, the one way to get a trained model back.
 
 Used by every training run of the course (lessons 02, 05, 07; ``sdcourse train ...``). A file is
-written to a temporary name in the same folder and then renamed over the old one (``os.replace`` is
-atomic), so a run killed mid-write leaves the previous checkpoint intact. Loading refuses, with a
-message naming the file, anything that is truncated, not safetensors, or not ours.
+written to a temporary name in the same folder, flushed to disk, and then renamed over the old one
+(``os.replace`` is atomic), so a run killed mid-write leaves the previous checkpoint intact.
+Loading refuses, with a message naming the file, anything that is truncated, not safetensors, or
+not ours.
+
+``load_model("ddpm_mnist")`` reads ``checkpoints/ddpm_mnist.safetensors`` and its card
+``ddpm_mnist.json`` and returns the model (EMA weights, eval mode) together with everything the
+card says, the noise schedule it was trained with included. The checkpoint records its ``kind``;
+``MODEL_CLASSES`` names the class of each kind by its dotted path and it is imported only when a
+checkpoint of that kind is loaded (as ``diffusers`` reads ``model_index.json``), so this ground
+module never imports the concept modules that define the models.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,8 +29,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import config
+
 FORMAT = "sdcourse-checkpoint-v1"
 _META_KEY = "sdcourse"  # safetensors metadata is str -> str; ours is one JSON string under this key
+MODEL_CLASSES = {  # kind -> the class that ``load_model`` builds with ``cls.from_config(model_config)``
+    "ddpm": "sdcourse.unet.UNet",  # lessons 02-04: the pixel-space DDPM
+    "ldm": "sdcourse.unet.UNet",  # lesson 07: the same UNet on VAE latents
+    "vae": "sdcourse.vae.ConvVAE",  # lesson 05: 4x7x7 latents
+    "vae2d": "sdcourse.vae.MLPVAE",  # lesson 05: a 2-D latent
+    "classifier": "sdcourse.evaluate.Classifier",  # the evaluation classifier
+}
+SCHEDULE_CLASS = "sdcourse.schedules.NoiseSchedule"  # built with ``from_config(card["schedule"])``
 
 
 class CheckpointError(ValueError):
@@ -32,10 +53,17 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {_META_KEY: json.dumps({"format": FORMAT, **meta})}
+    return _write_atomically(path, lambda tmp: save_file(payload, tmp, metadata=header))
+
+
+def _write_atomically(path: Path, write) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, flush it to disk, rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(payload, tmp, metadata=header)
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
     finally:
@@ -49,6 +77,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_file():  # a folder, or a FIFO that would block the reader forever
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -79,3 +109,88 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], pat
             f"unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}"
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+# ---- cards --------------------------------------------------------------------------------------
+
+
+def card_path(path: str | Path) -> Path:
+    """The JSON card beside checkpoint ``path``: ``NAME.safetensors`` -> ``NAME.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of checkpoint ``path`` as a dict ({} when it has none)."""
+    card = card_path(path)
+    if not card.is_file():
+        return {}
+    try:
+        return json.loads(card.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"card {card} is not valid JSON ({err}); restore it with git or delete it") from err
+
+
+def write_card(path: str | Path, card: dict) -> Path:
+    """Write ``card`` beside checkpoint ``path`` atomically, as standard JSON (NaN and inf refused)."""
+    text = json.dumps(card, indent=2, allow_nan=False) + "\n"
+    target = card_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return _write_atomically(target, lambda tmp: Path(tmp).write_text(text))
+
+
+# ---- the one loader -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained model with everything its checkpoint and card say about it."""
+
+    model: nn.Module  # in eval mode, on the requested device (EMA weights when the file has them)
+    card: dict  # the checkpoint's metadata with its JSON card over it: kind, model_config, commands, metrics
+    schedule: object | None  # the NoiseSchedule it was trained with (diffusion models), else None
+    path: Path  # the .safetensors file
+
+    @property
+    def kind(self) -> str:
+        return self.card["kind"]
+
+
+def _resolve(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def checkpoint_file(name: str, directory: str | Path | None = None) -> Path:
+    """``DIR/NAME.safetensors`` (default ``checkpoints/``); a ValueError listing what is there if missing."""
+    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
+    path = directory / f"{name}.safetensors"
+    if not path.exists():
+        available = sorted(p.stem for p in directory.glob("*.safetensors") if not p.stem.endswith(".resume"))
+        raise ValueError(f"no checkpoint {path}; available in {directory}: {available}")
+    return path
+
+
+def load_model(name: str, directory: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """The course's trained model ``DIR/NAME.safetensors`` (default ``checkpoints/``) and its card.
+
+    The checkpoint's ``kind`` picks the class (``MODEL_CLASSES``), its ``model_config`` builds it,
+    and weights that do not fit are a ``CheckpointError`` naming the file. A VAE gets its measured
+    ``scaling_factor``; a diffusion model's ``schedule`` is rebuilt from the card.
+    """
+    path = checkpoint_file(name, directory)
+    tensors, meta = load(path)
+    card = {**meta, **read_card(path)}
+    kind = card.get("kind")
+    if kind not in MODEL_CLASSES:
+        raise CheckpointError(f"{path} holds a model of kind {kind!r}; this sdcourse loads {sorted(MODEL_CLASSES)}")
+    if "model_config" not in card:
+        raise CheckpointError(f"{path} carries no model_config (neither inside nor in its .json card)")
+    model = _resolve(MODEL_CLASSES[kind]).from_config(card["model_config"])
+    # an exported model ("ema."), a training run ("model.", "ema.", "optim."), or a plain state_dict
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} or tensors
+    load_state_dict_strict(model, weights, path)
+    if "scaling_factor" in meta and hasattr(model, "scaling_factor"):
+        model.scaling_factor = float(meta["scaling_factor"])  # measured after training (runs.train_vae)
+    schedule = _resolve(SCHEDULE_CLASS).from_config(card["schedule"]) if "schedule" in card else None
+    return LoadedModel(model.to(device).eval(), card, schedule, path)

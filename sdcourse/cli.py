@@ -13,7 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import checkpoint, config, digits, doctor, evaluate, exercises, runs, sd, viz
+from .train import TrainConfig
+from .unet import UNetConfig
 
 
 def _emit(args, payload: dict, text: str) -> None:
@@ -21,16 +32,12 @@ def _emit(args, payload: dict, text: str) -> None:
 
 
 def cmd_doctor(args) -> int:
-    from . import doctor
-
     info = doctor.report()
     _emit(args, info, doctor.format_report(info))
     return 0
 
 
 def cmd_exercises(args) -> int:
-    from . import config, exercises
-
     root = config.REPO_ROOT
     if args.action == "build":
         changed = [str(p.relative_to(root)) for p in exercises.build(root)]
@@ -45,18 +52,12 @@ def cmd_exercises(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    import time
-
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from . import sd
-
     try:
         pipe = sd.load_pipeline(args.model)
     except (sd.ModelNotAvailable, ValueError) as err:
         print(str(err), file=sys.stderr)
         return 2
+    real_weights = args.model not in sd.RANDOM_BUILDS
     init = Image.open(args.init_image) if args.init_image else None
     scheduler = pipe.scheduler if args.scheduler is None else sd.make_scheduler(pipe, args.scheduler)
     scheduler.set_timesteps(max(args.steps, 1))  # only to size the progress bar (PNDM adds one step)
@@ -76,20 +77,18 @@ def cmd_generate(args) -> int:
             return 2
     seconds = time.perf_counter() - start
     image.save(args.out)
-    note = "" if sd.has_real_weights(pipe) else " (random weights: the picture is noise by design)"
+    note = "" if real_weights else " (random weights: the picture is noise by design)"
     _emit(args, {"out": str(args.out), "model": args.model, "size": list(image.size), "steps": args.steps,
-                 "seconds": round(seconds, 2), "real_weights": sd.has_real_weights(pipe)},
+                 "seconds": round(seconds, 2), "real_weights": real_weights},
           f"wrote {args.out} ({image.size[0]}x{image.size[1]}, {args.steps} steps, "
           f"{seconds:.1f} s, {args.model}){note}")
     return 0
 
 
 def cmd_prefetch(args) -> int:
-    from . import prefetch, sd
-
     try:
         if args.from_dir:
-            done = prefetch.import_folder(args.from_dir, model=args.model)
+            done = sd.hub.import_folder(args.from_dir, model=args.model)
             _emit(args, done, f"cached {', '.join(done['models']) or 'no models'} in {done['cache']}"
                   + (f"; MNIST in {done['mnist']}" if done["mnist"] else "")
                   + ". Everything now runs with HF_HUB_OFFLINE=1.")
@@ -100,8 +99,8 @@ def cmd_prefetch(args) -> int:
                   f"`sdcourse prefetch --model {model}`, copy ~/.cache/huggingface/hub to a folder, "
                   "and here run `sdcourse prefetch --from FOLDER`.", file=sys.stderr)
             return 2
-        snapshot = prefetch.download_model(model, args.revision)
-        mnist = None if args.no_mnist else prefetch.prefetch_mnist()
+        snapshot = sd.hub.download_model(model, args.revision)
+        mnist = None if args.no_mnist else sd.hub.prefetch_mnist()
     except (ValueError, OSError) as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -110,20 +109,13 @@ def cmd_prefetch(args) -> int:
     return 0
 
 
-def _train_config(args):
-    from .train import TrainConfig
-
+def _train_config(args) -> TrainConfig:
     fields = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size, "lr": args.lr,
               "seed": args.seed, "checkpoint_every": args.checkpoint_every}
     return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
 def cmd_train(args) -> int:
-    from pathlib import Path
-
-    from . import config, runs
-    from .unet import UNetConfig
-
     default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
                "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
@@ -148,9 +140,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _parse_labels(text: str | None, n: int):
-    import torch
-
+def _parse_labels(text: str | None, n: int) -> torch.Tensor:
     if text is None:
         return torch.arange(n) % 10
     try:
@@ -172,35 +162,11 @@ def _check_sampling_args(args) -> None:
         raise ValueError(f"--n must be at least 1, got {args.n}")
 
 
-def _sample_digits(model_name: str, sampler_name: str, steps: int, eta: float, labels, seed: int,
-                   progress: bool, guidance_scale: float = 1.0, negative_label: int | None = None,
-                   directory=None):
-    from pathlib import Path
-
-    import torch
-
-    from . import checkpoint, config, ldm, runs, samplers, vae
-    from .guidance import GuidedModel
-    from .unet import load_pretrained
-
-    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
-    model = load_pretrained(model_name, directory=directory)
-    path = directory / f"{model_name}.safetensors"
-    latent = checkpoint.load(path)[1].get("kind") == "ldm"  # lesson 07: sample latents, then decode
-    if guidance_scale != 1.0 or negative_label is not None:
-        model = GuidedModel(model, guidance_scale, negative_label)  # classifier-free guidance (lesson 04)
-    schedule = runs.ddpm_schedule()
-    if sampler_name == "ddpm":
-        if steps not in (None, schedule.num_steps):
-            raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
-        sampler = samplers.DDPMSampler(schedule, clip_sample=not latent)
-    else:
-        sampler = samplers.DDIMSampler(schedule, steps or 50, eta=eta, clip_sample=not latent)
-    gen = torch.Generator().manual_seed(seed)
-    if latent:
-        autoencoder = vae.load_pretrained(checkpoint.load(path)[1]["vae"])
-        return ldm.sample_digits(model, autoencoder, sampler, labels, gen, progress)
-    return samplers.sample(model, sampler, (len(labels), 1, 28, 28), labels=labels, generator=gen, progress=progress)
+def _digits(args, labels: torch.Tensor) -> torch.Tensor:
+    return digits.from_checkpoint(args.model, labels, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                  seed=args.seed, guidance_scale=args.guidance_scale,
+                                  negative_label=args.negative_label, directory=args.checkpoints,
+                                  progress=not args.json)
 
 
 def _guidance_text(args) -> str:
@@ -211,19 +177,10 @@ def _guidance_text(args) -> str:
 
 
 def cmd_sample(args) -> int:
-    import math
-    from pathlib import Path
-
-    from PIL import Image
-
-    from . import viz
-
     try:
         _check_sampling_args(args)
         labels = _parse_labels(args.labels, args.n)
-        images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json, guidance_scale=args.guidance_scale,
-                                negative_label=args.negative_label, directory=args.checkpoints)
+        images = _digits(args, labels)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
@@ -238,17 +195,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import json as json_module
-    from pathlib import Path
-
-    from . import config, evaluate
-
     try:
         _check_sampling_args(args)
         labels = _parse_labels(None, args.n)
-        images = _sample_digits(args.model, args.sampler, args.steps, args.eta, labels, args.seed,
-                                progress=not args.json, guidance_scale=args.guidance_scale,
-                                negative_label=args.negative_label, directory=args.checkpoints)
+        images = _digits(args, labels)
         quality = evaluate.evaluate_samples(images, labels)
     except ValueError as err:
         print(str(err), file=sys.stderr)
@@ -257,11 +207,11 @@ def cmd_evaluate(args) -> int:
     if args.guidance_scale != 1.0 or args.negative_label is not None:
         name += f"-cfg{args.guidance_scale:g}" + ("" if args.negative_label is None else f"-neg{args.negative_label}")
     if args.card:
-        card = (Path(args.checkpoints or config.CHECKPOINTS_DIR) / args.model).with_suffix(".json")
-        info = json_module.loads(card.read_text()) if card.exists() else {}
-        info.setdefault("metrics", {})[name] = {**quality.as_dict(), "seed": args.seed,
+        path = checkpoint.checkpoint_file(args.model, args.checkpoints)
+        card = checkpoint.read_card(path)
+        card.setdefault("metrics", {})[name] = {**quality.as_dict(), "seed": args.seed,
                                                  "command": "sdcourse " + " ".join(sys.argv[1:])}
-        card.write_text(json_module.dumps(info, indent=2) + "\n")
+        checkpoint.write_card(path, card)
     _emit(args, {"model": args.model, "sampler": name, **quality.as_dict()}, f"{args.model} {name}: {quality}")
     return 0
 
@@ -281,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("action", choices=["build", "check"])
     gen = add("generate", cmd_generate, "one Stable Diffusion image, with the course's hand-written loop")
     gen.add_argument("prompt")
-    gen.add_argument("--model", default="stable-diffusion-v1-5/stable-diffusion-v1-5",
-                     help="hub id, pipeline folder, or tiny / sd15-random (offline, random weights)")
+    gen.add_argument("--model", default=sd.DEFAULT_MODEL,
+                     help=f"hub id, pipeline folder, or {' / '.join(sd.RANDOM_BUILDS)} (offline, random weights)")
     gen.add_argument("--steps", type=int, default=50, help="num_inference_steps")
     gen.add_argument("--guidance-scale", type=float, default=7.5, help="1 = no guidance")
     gen.add_argument("--negative-prompt", default=None)
@@ -291,11 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int, default=None, help="multiple of 8 (default: the model's)")
     gen.add_argument("--init-image", default=None, help="an RGB image for img2img")
     gen.add_argument("--strength", type=float, default=0.8, help="img2img: how far to noise the image, 0..1")
-    gen.add_argument("--scheduler", choices=["ddim", "euler", "dpmsolver++"], default=None,
+    gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None,
                      help="default: the pipeline's own")
     gen.add_argument("--out", default="sdcourse.png", help="PNG to write")
     pre = add("prefetch", cmd_prefetch, "download SD weights (fp16 safetensors) and MNIST, or copy them from a folder")
-    pre.add_argument("--model", default=None, help="hub id (default stable-diffusion-v1-5/stable-diffusion-v1-5)")
+    pre.add_argument("--model", default=None, help=f"hub id (default {sd.DEFAULT_MODEL})")
     pre.add_argument("--revision", default=None, help="branch, tag or commit")
     pre.add_argument("--from", dest="from_dir", default=None, help="fill the caches from this folder, offline")
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")

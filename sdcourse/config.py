@@ -14,17 +14,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
 
 
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is 1, true, yes or on (any case); else False."""
+    return os.environ.get(name, "0").strip().lower() in _TRUE
+
+
 def fast_mode() -> bool:
     """True when ``SDCOURSE_FAST=1``: notebooks shrink training, sample counts and steps."""
-    return os.environ.get("SDCOURSE_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("SDCOURSE_FAST")
 
 
 def offline() -> bool:
     """True when ``SDCOURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: never try a download."""
-    return any(
-        os.environ.get(name, "0").strip().lower() in {"1", "true", "yes", "on"}
-        for name in ("SDCOURSE_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    return env_flag("SDCOURSE_OFFLINE") or env_flag("HF_HUB_OFFLINE")
 
 
 def pick(full, fast):

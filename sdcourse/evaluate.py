@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checkpoint, config
+from . import checkpoint
 from .data import load_mnist
 
 Tensor = torch.Tensor
@@ -40,6 +40,11 @@ class Classifier(nn.Module):
             nn.Flatten(), nn.Linear(64 * 7 * 7, features), nn.SiLU(),
         )
         self.head = nn.Linear(features, 10)
+
+    @classmethod
+    def from_config(cls, model_config: dict) -> Classifier:
+        """A fresh classifier from a card's ``model_config`` (what ``checkpoint.load_model`` calls)."""
+        return cls(**model_config)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features (B, 128) of digits x (B, 1, 28, 28) in [-1, 1]."""
@@ -61,11 +66,7 @@ def classifier_loss(model: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator
 @lru_cache(maxsize=2)
 def load_classifier(name: str = "mnist_classifier") -> Classifier:
     """The shipped classifier in eval mode (cached)."""
-    path = config.CHECKPOINTS_DIR / f"{name}.safetensors"
-    tensors, _ = checkpoint.load(path)
-    model = Classifier()
-    checkpoint.load_state_dict_strict(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-    return model.eval()
+    return checkpoint.load_model(name).model
 
 
 @torch.no_grad()

@@ -12,23 +12,21 @@ Like SD's training, each step uses a fresh sample z ~ q(z | x) (``latent_dist.sa
 encoder's mean and log-variance of every digit are computed once, and the noise eps of the
 reparameterization comes from the step's generator, so resume stays exact.
 
-What it buys (lesson 07's table, ``compare_spaces``): the denoiser runs on fewer numbers at every
-sampling step, the VAE's decoder runs once per image. At 28x28 the saving is small; at SD's 512x512
-it is the difference between feasible and not (``sd15_costs``: the same UNet on pixels).
+What it buys: the denoiser runs on fewer numbers at every sampling step, the VAE's decoder once per
+image. At 28x28 the saving is small; at SD's 512x512 it is the difference between feasible and not.
+Lesson 07 measures both (``sdcourse.experiments.latent_vs_pixel``).
 """
 
 from __future__ import annotations
-
-import copy
-import time
-from dataclasses import asdict, dataclass
 
 import torch
 from torch.nn import functional as F
 
 from . import vae as vae_module
+from .sampling import sample
 from .schedules import NoiseSchedule
 from .train import ddpm_loss
+from .unet import UNetConfig
 
 Tensor = torch.Tensor
 LATENT_SIZE = 7  # the course VAE's 28 / 4
@@ -78,179 +76,18 @@ def latent_ddpm_loss(model, schedule: NoiseSchedule, posteriors: Tensor, labels:
     return ddpm_loss(model, schedule, z0.contiguous(), labels, gen, label_dropout)
 
 
-@torch.no_grad()
-def sample_digits(model, autoencoder: vae_module.VAE, sampler, labels: Tensor,
-                  generator: torch.Generator | None = None, progress: bool = True) -> Tensor:
-    """Sample latents (B, 4, 8, 8) with ``sampler``, crop, unscale and decode: images (B, 1, 28, 28)."""
-    from .samplers import sample
+def latent_unet_config() -> UNetConfig:
+    """The toy UNet on padded 4x8x8 latents: two levels (8 -> 4), attention at 4x4 (16 tokens)."""
+    return UNetConfig(image_size=PADDED_SIZE, in_channels=4, channels=(64, 128), attention_levels=(False, True))
 
+
+@torch.no_grad()
+def sample_and_decode(model, autoencoder: vae_module.VAE, sampler, labels: Tensor,
+                      generator: torch.Generator | None = None, progress: bool = True) -> Tensor:
+    """Sample latents (B, 4, 8, 8) with ``sampler``, crop, unscale and decode: images (B, 1, 28, 28).
+
+    ``model`` is the latent UNet (or a ``GuidedModel`` around it); its ``config`` gives the latent shape.
+    """
     c, s = model.config.in_channels, model.config.image_size
     z0 = sample(model, sampler, (len(labels), c, s, s), labels=labels, generator=generator, progress=progress)
     return autoencoder.decode(from_diffusion_latents(z0, autoencoder.scaling_factor))  # x = D(z0 / scaling_factor)
-
-
-# ---- lesson 07: what latent diffusion costs, against pixel space ------------------------------
-
-
-@dataclass(frozen=True)
-class SpaceCost:
-    """One row of lesson 07's table: a class-conditional DDPM in pixel or latent space."""
-
-    name: str  # "pixel" or "latent"
-    shape: tuple[int, ...]  # what the denoiser sees per digit, (C, H, W)
-    parameters: int  # of the denoiser
-    mflops_per_step: float  # one denoiser call on one digit (measure.flops)
-    decode_mflops: float  # the VAE decoder, once per digit (0 in pixel space)
-    train_images_per_s: float  # full training steps: loss, backward, AdamW (the encoder ran once, before)
-    sampling_seconds: float  # n digits with DDIM, decoding included
-    accuracy: float  # conditional accuracy of the n digits (evaluate.py)
-    fid: float  # classifier-feature FID against n real test digits
-    fid_floor: float  # real-vs-real FID at the same n
-    n: int  # digits sampled
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def training_images_per_second(model, loss_fn, data: Tensor, labels: Tensor, batch_size: int = 64,
-                               steps: int = 5, seed: int = 0) -> float:
-    """Median images/s of ``steps`` full training steps (after one warm-up) on a copy of ``model``.
-
-    ``loss_fn(model, x, y, gen)`` as in ``train.fit``; ``data`` (N, ...) and ``labels`` (N,).
-    """
-    from .measure import median_time
-
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    model = copy.deepcopy(model).train().requires_grad_(True)
-    device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    counter = iter(range(10**9))
-
-    def step() -> None:
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + next(counter))
-        index = torch.randint(0, len(data), (batch_size,), generator=gen)
-        x = data[index].to(device).contiguous(memory_format=torch.channels_last)  # as train.fit does
-        loss = loss_fn(model, x, labels[index].to(device), gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up
-    return batch_size / median_time(step, device, budget_s=0.0, min_repeats=steps, max_repeats=steps)
-
-
-def compare_spaces(pixel, latent, autoencoder: vae_module.VAE, n: int = 500, num_inference_steps: int = 50,
-                   train_steps: int = 5, batch_size: int = 64, seed: int = 0,
-                   progress: bool = True) -> tuple[list[SpaceCost], dict[str, Tensor]]:
-    """Lesson 07's table: the pixel-space DDPM ``pixel`` against the latent one ``latent`` (+ its VAE).
-
-    Both sample the same labels (0..9 repeated, n digits) with DDIM (clipping x0_hat to [-1, 1]
-    only in pixel space: scaled latents are not in [-1, 1]) and are scored by ``evaluate.py``.
-    Returns the two rows and the samples {"pixel": (n, 1, 28, 28), "latent": (n, 1, 28, 28)}.
-    """
-    from . import evaluate, measure
-    from .data import load_mnist
-    from .runs import ddpm_schedule
-    from .samplers import DDIMSampler, sample
-
-    if n < 2:
-        raise ValueError(f"n must be >= 2 (FID needs two samples), got {n}")
-    digits = load_mnist("train", verbose=False)
-    schedule = ddpm_schedule()
-    labels = torch.arange(n) % 10
-    speed_digits = slice(0, 8 * batch_size)  # enough to draw the timed batches from; the data do not matter
-    posteriors = encode_posteriors(autoencoder, digits.images[speed_digits])  # once, as runs.train_ldm does
-    rows, samples = [], {}
-    for name, model in (("pixel", pixel), ("latent", latent)):
-        in_latent_space = name == "latent"
-        c, s = model.config.in_channels, model.config.image_size
-        device = next(model.parameters()).device
-        one = (torch.zeros(1, c, s, s, device=device), torch.tensor([500], device=device),
-               torch.tensor([0], device=device))  # one digit: x_t, t, label
-        z = torch.zeros(1, *autoencoder.config.latent_shape, device=next(autoencoder.parameters()).device)
-        with torch.no_grad():
-            step_flops = measure.flops(lambda m=model, one=one: m(*one))
-            decode_flops = measure.flops(lambda z=z: autoencoder.decode(z))
-
-        def loss(m, x, y, gen, latent_space=in_latent_space):
-            if latent_space:
-                return latent_ddpm_loss(m, schedule, x, y, gen, autoencoder.scaling_factor)
-            return ddpm_loss(m, schedule, x, y, gen)
-
-        speed = training_images_per_second(model, loss, posteriors if in_latent_space else digits.images[speed_digits],
-                                           digits.labels[speed_digits], batch_size, train_steps, seed)
-        sampler = DDIMSampler(schedule, num_inference_steps, clip_sample=not in_latent_space)
-        gen = torch.Generator().manual_seed(seed)
-        start = time.perf_counter()
-        if in_latent_space:
-            images = sample_digits(model, autoencoder, sampler, labels, gen, progress)
-        else:
-            images = sample(model, sampler, (n, c, s, s), labels=labels, generator=gen, progress=progress)
-        images = images.cpu()  # on a GPU this also waits for the work to finish
-        seconds = time.perf_counter() - start
-        quality = evaluate.evaluate_samples(images, labels)
-        samples[name] = images
-        rows.append(SpaceCost(name, (c, s, s), sum(p.numel() for p in model.parameters()), step_flops / 1e6,
-                              decode_flops / 1e6 if in_latent_space else 0.0, speed, seconds, quality.accuracy,
-                              quality.fid, quality.fid_floor, n))
-    return rows, samples
-
-
-def format_table(rows: list[SpaceCost], num_inference_steps: int) -> str:
-    """The rows as a text table, one column per space, plus the latent/pixel ratio."""
-    lines = [("", *(r.name for r in rows), "latent / pixel" if len(rows) == 2 else "")]
-
-    def ratio(get) -> str:
-        if len(rows) != 2:
-            return ""
-        return f"{get(rows[1]) / get(rows[0]):.2f}x" if get(rows[0]) else "n/a"
-
-    spec = [
-        ("numbers the denoiser sees", lambda r: "x".join(map(str, r.shape)), lambda r: _numel(r.shape)),
-        ("parameters", lambda r: f"{r.parameters / 1e6:.2f} M", lambda r: r.parameters),
-        ("MFLOPs per denoising step", lambda r: f"{r.mflops_per_step:.1f}", lambda r: r.mflops_per_step),
-        (f"MFLOPs per digit ({num_inference_steps} steps + decode)",
-         lambda r: f"{r.mflops_per_step * num_inference_steps + r.decode_mflops:.0f}",
-         lambda r: r.mflops_per_step * num_inference_steps + r.decode_mflops),
-        ("training images / s", lambda r: f"{r.train_images_per_s:.0f}", lambda r: r.train_images_per_s),
-        (f"sampling seconds (n digits, DDIM-{num_inference_steps})", lambda r: f"{r.sampling_seconds:.1f}",
-         lambda r: r.sampling_seconds),
-        ("conditional accuracy", lambda r: f"{100 * r.accuracy:.1f} %", lambda r: r.accuracy),
-        ("FID (real-vs-real floor)", lambda r: f"{r.fid:.1f} ({r.fid_floor:.1f})", lambda r: r.fid),
-    ]
-    for label, show, value in spec:
-        lines.append((label, *(show(r) for r in rows), ratio(value)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    return "\n".join([out[0], "-" * len(out[0]), *out[1:]]) + f"\n(n = {rows[0].n} digits per space)"
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    out = 1
-    for size in shape:
-        out *= size
-    return out
-
-
-def sd15_costs() -> dict[str, float]:
-    """TFLOPs of SD 1.5's UNet per step on its 4x64x64 latent and on 3x512x512 pixels, and of its
-    VAE decoder once; counted on the ``meta`` device (no memory, no weights, about 3 s)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from . import measure, sd
-
-    build = sd.BUILDS["sd15-random"]
-    unet_args = sd.unet_config(build)
-    out = {}
-    with torch.device("meta"):
-        context = torch.empty(1, 77, unet_args["cross_attention_dim"])  # the text encoder's 77 tokens
-        for key, channels, size in (("unet_step_latent_4x64x64", 4, 64), ("unet_step_pixel_3x512x512", 3, 512)):
-            unet = UNet2DConditionModel(**{**unet_args, "in_channels": channels, "out_channels": channels,
-                                           "sample_size": size})
-            x = torch.empty(1, channels, size, size)
-            call = lambda u=unet, x=x: u(x, torch.tensor([500]), encoder_hidden_states=context)  # noqa: E731
-            out[key] = measure.flops(call) / 1e12
-        decoder = AutoencoderKL(**sd.vae_config(build))
-        out["vae_decode_once"] = measure.flops(lambda: decoder.decode(torch.empty(1, 4, 64, 64))) / 1e12
-    return out

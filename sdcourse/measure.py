@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def _status_kb() -> dict[str, int]:
@@ -97,8 +98,6 @@ def median_time(fn: Callable[[], object], device: torch.device | str = "cpu",
 
 def flops(fn: Callable[[], object]) -> int:
     """Floating-point operations of one call ``fn()`` (module docstring: what is counted)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())

@@ -9,14 +9,13 @@ added by ``sdcourse evaluate --card``).
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, config
+from . import checkpoint, config, ldm
 from . import vae as vae_module
 from .data import load_mnist
 from .evaluate import Classifier, classifier_loss
@@ -33,14 +32,13 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def write_card(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None,
+def record_run(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None,
                resumed: bool = False) -> Path:
     """The JSON card beside ``path``: how to reproduce the checkpoint, and what it cost.
 
     A resumed run keeps the earlier commands (in order) and drops metrics measured on older weights.
     """
-    card = path.with_suffix(".json")
-    previous = json.loads(card.read_text()) if resumed and card.exists() else {}
+    previous = checkpoint.read_card(path) if resumed else {}
     previous.pop("metrics", None)
     command = ("sdcourse " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}
                else " ".join(sys.argv))
@@ -58,8 +56,7 @@ def write_card(path: Path, result: FitResult, meta: dict, train_config: TrainCon
         "final_loss_avg100": sum(result.losses[-100:]) / max(1, len(result.losses[-100:])),
         **(extra or {}),
     })
-    card.write_text(json.dumps(previous, indent=2) + "\n")
-    return card
+    return checkpoint.write_card(path, previous)
 
 
 def resume_path(out: Path) -> Path:
@@ -74,17 +71,13 @@ def export_ema(run: Path, out: Path) -> Path:
     return checkpoint.save(out, {k: v for k, v in tensors.items() if k.startswith("ema.")}, meta)
 
 
-def ddpm_schedule() -> NoiseSchedule:
-    return NoiseSchedule.linear(DDPM_SCHEDULE["num_steps"])
-
-
 def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
                progress: bool = True) -> FitResult:
     """The class-conditional pixel-space DDPM of lessons 02 to 04."""
     digits = load_mnist("train")
     torch.manual_seed(train_config.seed)
     model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
-    schedule = ddpm_schedule()
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
     meta = {"kind": "ddpm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
             "data_source": digits.source, "train_digits": len(digits)}
 
@@ -94,7 +87,7 @@ def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, r
     result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
                  progress)
     export_ema(resume_path(out), out)
-    write_card(out, result, meta, train_config, resumed=resume)
+    record_run(out, result, meta, train_config, resumed=resume)
     return result
 
 
@@ -111,7 +104,7 @@ def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False,
     test = load_mnist("test", verbose=False)
     with torch.no_grad():
         accuracy = (result.ema(test.images).argmax(1) == test.labels).double().mean().item()
-    write_card(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)}, resumed=resume)
+    record_run(out, result, meta, train_config, {"test_accuracy": accuracy, "test_digits": len(test)}, resumed=resume)
     return result
 
 
@@ -136,7 +129,7 @@ def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool =
     result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
                  progress)
     export_ema(resume_path(out), out)
-    ema = vae_module.load_pretrained(out.stem, out.parent)
+    ema = checkpoint.load_model(out.stem, out.parent).model
     scale = vae_module.latent_scaling_factor(ema, digits.images)
     test = load_mnist("test", verbose=False)
     with torch.no_grad():
@@ -149,13 +142,8 @@ def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool =
                "test_pixel_mse_of_mean": pixel_mse}
     tensors, saved = checkpoint.load(out)
     checkpoint.save(out, tensors, {**saved, "scaling_factor": scale})
-    write_card(out, result, meta, train_config, metrics, resumed=resume)
+    record_run(out, result, meta, train_config, metrics, resumed=resume)
     return result
-
-
-def ldm_unet_config() -> UNetConfig:
-    """The toy UNet on padded 4x8x8 latents: two levels (8 -> 4), attention at 4x4 (16 tokens)."""
-    return UNetConfig(image_size=8, in_channels=4, channels=(64, 128), attention_levels=(False, True))
 
 
 def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True,
@@ -164,15 +152,13 @@ def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progre
 
     The VAE ``checkpoints/{vae_name}`` and its stored scaling factor are recorded in the card.
     """
-    from . import ldm
-
     digits = load_mnist("train")
-    autoencoder = vae_module.load_pretrained(vae_name)
+    autoencoder = checkpoint.load_model(vae_name).model
     posteriors = ldm.encode_posteriors(autoencoder, digits.images)  # (N, 8, 7, 7)
-    model_config = model_config or ldm_unet_config()
+    model_config = model_config or ldm.latent_unet_config()
     torch.manual_seed(train_config.seed)
     model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
-    schedule = ddpm_schedule()
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
     meta = {"kind": "ldm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
             "vae": vae_name, "scaling_factor": autoencoder.scaling_factor, "latent_padding": "7x7 -> 8x8, zeros",
             "data_source": digits.source, "train_digits": len(digits)}
@@ -182,5 +168,5 @@ def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progre
 
     result = fit(model, loss, (posteriors, digits.labels), train_config, resume_path(out), meta, resume, progress)
     export_ema(resume_path(out), out)
-    write_card(out, result, meta, train_config, resumed=resume)
+    record_run(out, result, meta, train_config, resumed=resume)
     return result

@@ -30,8 +30,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from . import validate
+from .sampling import Trajectory, sample  # noqa: F401 -- the loop every sampler runs in, re-exported
 from .schedules import NoiseSchedule
 
 Tensor = torch.Tensor
@@ -41,23 +42,8 @@ Tensor = torch.Tensor
 class SamplerOutput:
     """What one ``step`` returns (``diffusers``: ``prev_sample`` and ``pred_original_sample``)."""
 
-    prev_sample: (
-        Tensor  # x at the previous timestep (x_{t-1} for DDPM, x_{t_prev} for DDIM), x_t's shape
-    )
+    prev_sample: Tensor  # x at the previous timestep (x_{t-1} for DDPM, x_{t_prev} for DDIM), x_t's shape
     pred_x0: Tensor  # the model's current guess of the clean image, x0_hat (after clipping, if on)
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """The states of one run of ``sample`` (on the CPU), for figures and animations.
-
-    ``x_t[i]`` is the sample that entered the step at ``timesteps[i]``; ``x_t[-1]`` is the final
-    output x_0. ``pred_x0[i]`` is the predicted x_0 at ``timesteps[i]``.
-    """
-
-    timesteps: Tensor  # (S,) int64, descending: the timesteps visited
-    x_t: Tensor  # (S + 1, B, C, H, W): x_T, then the output of every step
-    pred_x0: Tensor  # (S, B, C, H, W): x0_hat at every step
 
 
 # ---- shared helpers -----------------------------------------------------------------------------
@@ -86,16 +72,9 @@ def _as_int_timestep(t, name: str = "t") -> int:
 
 
 def _check_step_inputs(sampler, model_output: Tensor, t, x_t: Tensor) -> int:
-    if not isinstance(model_output, torch.Tensor) or not isinstance(x_t, torch.Tensor):
-        raise ValueError(
-            f"model_output and x_t must be tensors, got {type(model_output).__name__} and "
-            f"{type(x_t).__name__}"
-        )
-    if model_output.shape != x_t.shape:
-        raise ValueError(
-            f"model_output must have the shape of x_t {tuple(x_t.shape)}, "
-            f"got {tuple(model_output.shape)}"
-        )
+    validate.floating_tensor("model_output", model_output)
+    validate.floating_tensor("x_t", x_t)
+    validate.same_shape("model_output", model_output, "x_t", x_t)
     t = _as_int_timestep(t)
     if t not in sampler._timestep_set:
         steps = sampler.timesteps
@@ -115,10 +94,7 @@ def _noise_like(x: Tensor, generator: torch.Generator | None, noise: Tensor | No
     if noise is not None:
         if generator is not None:
             raise ValueError("pass either generator or noise to step, not both")
-        if noise.shape != x.shape:
-            raise ValueError(
-                f"noise must have the shape of x_t {tuple(x.shape)}, got {tuple(noise.shape)}"
-            )
+        validate.same_shape("noise", noise, "x_t", x)
         return noise.to(device=x.device, dtype=x.dtype)
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
@@ -147,9 +123,7 @@ class DDPMSampler:
         self.schedule = _check_schedule(schedule)
         self.clip_sample = bool(clip_sample)
         self.num_inference_steps = schedule.num_steps
-        self.timesteps = torch.arange(
-            schedule.num_steps - 1, -1, -1, dtype=torch.int64
-        )  # (T,) T-1..0
+        self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1, dtype=torch.int64)  # (T,) T-1..0
         self._timestep_set = frozenset(range(schedule.num_steps))
 
     def prev_timestep(self, t) -> int:
@@ -240,29 +214,12 @@ class DDIMSampler:
     ):
         self.schedule = _check_schedule(schedule)
         T = schedule.num_steps
-        if (
-            isinstance(num_inference_steps, bool)
-            or not isinstance(num_inference_steps, int)
-            or not 1 <= num_inference_steps <= T
-        ):
-            raise ValueError(
-                f"num_inference_steps must be an integer in [1, {T}] (the schedule's num_steps), "
-                f"got {num_inference_steps!r}"
-            )
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
-            raise ValueError(
-                f"eta must be a number in [0, 1] (0 = DDIM, 1 = DDPM-like), got {eta!r}"
-            )
-        self.num_inference_steps = num_inference_steps
-        self.eta = float(eta)
+        self.num_inference_steps = validate.integer("num_inference_steps", num_inference_steps, 1, T)
+        self.eta = validate.number("eta", eta, 0.0, 1.0, meaning="(0 = DDIM, 1 = DDPM-like)")
         self.clip_sample = bool(clip_sample)
         self.use_clipped_model_output = bool(use_clipped_model_output)
-        self.step_ratio = (
-            T // num_inference_steps
-        )  # k: timesteps skipped per step ("leading" spacing)
-        self.timesteps = (
-            torch.arange(num_inference_steps, dtype=torch.int64).flip(0) * self.step_ratio
-        )  # (n,)
+        self.step_ratio = T // num_inference_steps  # k: timesteps skipped per step ("leading" spacing)
+        self.timesteps = torch.arange(num_inference_steps, dtype=torch.int64).flip(0) * self.step_ratio  # (n,)
         self._timestep_set = frozenset(self.timesteps.tolist())
 
     def prev_timestep(self, t) -> int:
@@ -328,73 +285,3 @@ class DDIMSampler:
             f"eta={self.eta}, clip_sample={self.clip_sample}, "
             f"use_clipped_model_output={self.use_clipped_model_output})"
         )
-
-
-# ---- the loop -----------------------------------------------------------------------------------
-
-
-def _model_device(model) -> torch.device:
-    params = getattr(model, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    return torch.device("cpu")
-
-
-@torch.no_grad()
-def sample(
-    model,
-    sampler: DDPMSampler | DDIMSampler,
-    shape: tuple[int, ...],
-    labels: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    return_trajectory: bool = False,
-    device: torch.device | str | None = None,
-):
-    """Run the reverse process from x_T ~ N(0, I) down to x_0, as a ``diffusers`` pipeline.
-
-    Args:
-        model: ``model(x_t, t, labels) -> eps``: x_t (B, C, H, W), t int64 (B,), labels (B,)/None.
-        sampler: a ``DDPMSampler`` or ``DDIMSampler``.
-        shape: (B, C, H, W) of the samples.
-        labels: int64 class labels (B,), or None for an unconditional model.
-        generator: draws x_T (on the generator's device, then moved) and the sampler's noise.
-        progress: show a tqdm bar over the timesteps.
-        return_trajectory: also return a ``Trajectory`` of every x_t and x0_hat (kept on the CPU).
-        device: where to run; default: the model's first parameter's device, else the CPU.
-    Returns:
-        x_0, (B, C, H, W); with ``return_trajectory``, the pair ``(x_0, trajectory)``.
-    """
-    if not isinstance(sampler, (DDPMSampler, DDIMSampler)):
-        raise ValueError(
-            f"sampler must be a DDPMSampler or DDIMSampler, got {type(sampler).__name__}"
-        )
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2 or min(shape) < 1:
-        raise ValueError(f"shape must be (B, C, ...) with every size >= 1, got {shape}")
-    batch = shape[0]
-    device = torch.device(device) if device is not None else _model_device(model)
-    if labels is not None:
-        labels = torch.as_tensor(labels)
-        if labels.shape != (batch,):
-            raise ValueError(f"labels must have shape (B,) = ({batch},), got {tuple(labels.shape)}")
-        labels = labels.to(device)
-
-    rand_device = generator.device if generator is not None else device
-    x = torch.randn(shape, generator=generator, device=rand_device).to(device)  # x_T ~ N(0, I)
-    xs, x0s = [x.cpu()] if return_trajectory else None, []
-    name = type(sampler).__name__.replace("Sampler", "")
-    for t in tqdm(sampler.timesteps, desc=f"{name} sampling", disable=not progress, leave=False):
-        t_batch = torch.full((batch,), int(t), dtype=torch.int64, device=device)  # (B,)
-        eps = model(x, t_batch, labels)
-        out = sampler.step(eps, t, x, generator=generator)
-        x = out.prev_sample
-        if return_trajectory:
-            xs.append(x.cpu())
-            x0s.append(out.pred_x0.cpu())
-    if not return_trajectory:
-        return x
-    return x, Trajectory(
-        timesteps=sampler.timesteps.clone(), x_t=torch.stack(xs), pred_x0=torch.stack(x0s)
-    )

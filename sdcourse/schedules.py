@@ -19,19 +19,14 @@ import math
 
 import torch
 
+from . import validate
+
 Tensor = torch.Tensor
-
-
-def _check_num_steps(num_steps) -> int:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
-    return num_steps
 
 
 def _check_beta_range(beta_start: float, beta_end: float) -> None:
     for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
-        if not 0.0 < float(value) < 1.0:
-            raise ValueError(f"{name} must be in the open interval (0, 1), got {value!r}")
+        validate.number(name, value, 0.0, 1.0, low_open=True, high_open=True)
     if beta_start > beta_end:
         raise ValueError(
             f"beta_start must be <= beta_end, got beta_start={beta_start!r} > beta_end={beta_end!r}"
@@ -71,7 +66,7 @@ class NoiseSchedule:
     @classmethod
     def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         """Betas evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020, Sec. 4)."""
-        num_steps = _check_num_steps(num_steps)
+        num_steps = validate.integer("num_steps", num_steps, low=1)
         _check_beta_range(beta_start, beta_end)
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
         return cls(betas, name="linear")
@@ -84,7 +79,7 @@ class NoiseSchedule:
 
         The defaults are the values in SD 1.x's ``scheduler_config.json`` (CompVis/LDM configs).
         """
-        num_steps = _check_num_steps(num_steps)
+        num_steps = validate.integer("num_steps", num_steps, low=1)
         _check_beta_range(beta_start, beta_end)
         sqrt_betas = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), num_steps,
                                     dtype=torch.float64)
@@ -97,11 +92,9 @@ class NoiseSchedule:
         beta_t = 1 - alpha-bar(t+1)/alpha-bar(t), clipped at ``max_beta`` = 0.999 to avoid the
         singularity at t = T (the paper's clip; ``diffusers``' ``squaredcos_cap_v2``).
         """
-        num_steps = _check_num_steps(num_steps)
-        if not 0.0 <= float(s) < 1.0:
-            raise ValueError(f"s must be in [0, 1), got {s!r}")
-        if not 0.0 < float(max_beta) < 1.0:
-            raise ValueError(f"max_beta must be in the open interval (0, 1), got {max_beta!r}")
+        num_steps = validate.integer("num_steps", num_steps, low=1)
+        validate.number("s", s, 0.0, 1.0, high_open=True)
+        validate.number("max_beta", max_beta, 0.0, 1.0, low_open=True, high_open=True)
 
         def f(t: Tensor) -> Tensor:
             return torch.cos((t / num_steps + s) / (1 + s) * math.pi / 2) ** 2
@@ -109,6 +102,19 @@ class NoiseSchedule:
         steps = torch.arange(num_steps, dtype=torch.float64)
         betas = (1.0 - f(steps + 1) / f(steps)).clamp(max=max_beta)
         return cls(betas, name="cosine")
+
+    @classmethod
+    def from_config(cls, config: dict) -> NoiseSchedule:
+        """Rebuild a schedule from a card's ``"schedule"`` entry, e.g. ``{"name": "linear", "num_steps": 1000}``.
+
+        Any other keys are the constructor's arguments (``beta_start``, ``beta_end``, ``s``, ...).
+        """
+        constructors = {"linear": cls.linear, "cosine": cls.cosine, "scaled_linear": cls.scaled_linear}
+        values = dict(config)
+        name = values.pop("name", None)
+        if name not in constructors:
+            raise ValueError(f"schedule name must be one of {sorted(constructors)}, got {name!r}")
+        return constructors[name](**values)
 
     # ---- the forward process ------------------------------------------------------------------
 
@@ -125,10 +131,7 @@ class NoiseSchedule:
         Args: ``x0`` and ``noise`` (eps) of the same shape (B, ...); ``t`` integer tensor (B,).
         Returns x_t of x0's shape and dtype.
         """
-        if noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
-            )
+        validate.same_shape("noise", validate.floating_tensor("noise", noise), "x0", validate.floating_tensor("x0", x0))
         sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x0)
         sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
         return sqrt_ab * x0 + sqrt_1m_ab * noise  # Eq. 4
@@ -141,10 +144,7 @@ class NoiseSchedule:
         Iterating it from x_0 gives the same distribution as ``add_noise`` (lesson 01 checks this).
         With 0-based t, ``q_step`` at t applies beta_t to x_{t-1}, where x_{-1} is x_0.
         """
-        if noise.shape != x_prev.shape:
-            raise ValueError(
-                f"noise must have the shape of x_prev {tuple(x_prev.shape)}, got {tuple(noise.shape)}"
-            )
+        validate.same_shape("noise", noise, "x_prev", validate.floating_tensor("x_prev", x_prev))
         beta = self.gather(self.betas, t, x_prev)
         return (1.0 - beta).sqrt() * x_prev + beta.sqrt() * noise  # Eq. 2
 
@@ -162,8 +162,7 @@ class NoiseSchedule:
 
             x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
         """
-        if eps.shape != x_t.shape:
-            raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+        validate.same_shape("eps", eps, "x_t", validate.floating_tensor("x_t", x_t))
         sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x_t)
         sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
         return (x_t - sqrt_1m_ab * eps) / sqrt_ab
@@ -174,8 +173,7 @@ class NoiseSchedule:
             mu-tilde = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
                      + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
         """
-        if x0.shape != x_t.shape:
-            raise ValueError(f"x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
+        validate.same_shape("x0", x0, "x_t", validate.floating_tensor("x_t", x_t))
         c0 = self.gather(self.posterior_mean_coef_x0, t, x_t)
         ct = self.gather(self.posterior_mean_coef_xt, t, x_t)
         return c0 * x0 + ct * x_t
@@ -192,10 +190,7 @@ class NoiseSchedule:
     # ---- helpers ------------------------------------------------------------------------------
 
     def _check_t(self, t) -> Tensor:
-        t = torch.as_tensor(t)
-        if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"t must be an integer tensor, got dtype {t.dtype}")
-        t = t.long().cpu()
+        t = validate.integer_tensor("t", t).cpu()
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_steps):
             bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
             raise ValueError(f"t must be in [0, {self.num_steps}) (num_steps={self.num_steps}), got {bad}")

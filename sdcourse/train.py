@@ -48,6 +48,7 @@ class TrainConfig:
     label_dropout: float = 0.1  # fraction of labels replaced by "no label" (classifier-free guidance)
     checkpoint_every: int = 250  # steps between checkpoints (and always at the end)
     seed: int = 0  # the whole run (init, batches, noise) is a function of this seed
+    shards: int = 1  # the batch in this many parts, each with its own noise: one per process, or in turn
 
     def __post_init__(self):
         checks = {
@@ -55,6 +56,7 @@ class TrainConfig:
             "checkpoint_every": self.checkpoint_every >= 1, "ema_decay": 0 <= self.ema_decay < 1,
             "label_dropout": 0 <= self.label_dropout <= 1, "weight_decay": self.weight_decay >= 0,
             "minutes": self.minutes is None or self.minutes > 0,
+            "shards": 1 <= self.shards <= self.batch_size and self.batch_size % self.shards == 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -94,6 +96,7 @@ class FitResult:
     step: int  # steps done in total, including those before a resume
     losses: list[float]  # one per step, including those before a resume
     seconds: float  # wall time of this run and the runs it resumed
+    step_seconds: list[float]  # wall time of each step of this call (for speed measurements)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list]:
@@ -112,20 +115,43 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+def shard_generator(seed: int, step: int, shard: int) -> torch.Generator:
+    """The generator of one shard of one step's batch; shard 0 uses the step's own generator."""
+    return step_generator(seed, step) if shard == 0 else torch.Generator().manual_seed(
+        (seed * 1_000_003 + step) * 1_009 + shard)
+
+
 def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: TrainConfig,
-        path: str | Path, meta: dict, resume: bool = False, progress: bool = True,
+        path: str | Path | None = None, meta: dict | None = None, resume: bool = False, progress: bool = True,
         stop_after: int | None = None) -> FitResult:
     """Train ``model`` on ``data`` = (images (N, ...), labels (N,)) with ``loss_fn(model, x, y, gen)``.
 
-    Writes checkpoints to ``path`` with ``meta`` (must hold ``kind`` and ``model_config``; both are
-    checked on resume). ``resume=True`` continues from ``path``. ``stop_after`` ends the run after
-    that many steps of this call without the final checkpoint, as if killed (for tests).
-    """
-    from accelerate import Accelerator
+    The one training loop of the course: the DDPM, the VAEs, the latent DDPM, the classifier, the
+    lessons' short in-memory runs and the benchmarks all call it. Each step draws a batch of
+    ``config.batch_size`` indices from ``step_generator(seed, step)``, cuts it into
+    ``config.shards`` shards, averages the shards' losses (each shard draws its noise from
+    ``shard_generator``), takes one AdamW step and updates the EMA.
 
-    path = Path(path)
-    meta = json.loads(json.dumps(meta))  # as stored: tuples become lists, so resume compares like with like
+    Several processes (``torchrun --nproc_per_node N``, N dividing ``shards``) each run their
+    share of the shards and ``accelerate`` averages the gradients: the same arithmetic as one
+    process running every shard, so N processes follow one process to float tolerance. Only the
+    main process writes checkpoints.
+
+    ``path`` None trains in memory (no checkpoints, no resume). Otherwise checkpoints go to
+    ``path`` with ``meta`` (must hold ``kind`` and ``model_config``; both are checked on resume),
+    and ``resume=True`` continues from ``path``. ``stop_after`` ends the run after that many steps
+    of this call without the final checkpoint, as if killed (for tests).
+    """
+    from accelerate import Accelerator  # lazy: accelerate imports its whole stack in about a second
+
+    if path is None and resume:
+        raise ValueError("resume=True needs the path of the checkpoint to resume from")
+    path = None if path is None else Path(path)
+    meta = json.loads(json.dumps(meta or {}))  # as stored: tuples become lists, so resume compares like with like
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    if config.shards % processes:
+        raise ValueError(f"shards={config.shards} must be a multiple of the number of processes ({processes})")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = copy.deepcopy(model).requires_grad_(False)
     start, losses, seconds_before = 0, [], 0.0
@@ -142,47 +168,63 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
     model, optimizer = accelerator.prepare(model, optimizer)
     images, labels = data
     device = accelerator.device
+    my_shards = range(rank * config.shards // processes, (rank + 1) * config.shards // processes)
 
     def save(step: int, elapsed: float) -> None:
         opt_tensors, groups = _optimizer_tensors(optimizer)
         tensors = {**{f"model.{k}": v for k, v in accelerator.unwrap_model(model).state_dict().items()},
                    **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors}
-        checkpoint.save(path, tensors, {**meta, "train_config": asdict(config), "step": step,
-                                        "losses": losses, "seconds": elapsed,
-                                        "optimizer_param_groups": groups})
+        if accelerator.is_main_process:
+            checkpoint.save(path, tensors, {**meta, "train_config": asdict(config), "step": step,
+                                            "losses": losses, "seconds": elapsed,
+                                            "optimizer_param_groups": groups})
+        accelerator.wait_for_everyone()
 
-    began = time.perf_counter()
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
-               desc=meta.get("kind", "train"), mininterval=1.0)
-    step = start
-    for step in bar:
-        if stop_after is not None and step - start >= stop_after:
-            return FitResult(accelerator.unwrap_model(model), ema, step, losses, 0.0)
-        gen = step_generator(config.seed, step)
-        index = torch.randint(0, len(images), (config.batch_size,), generator=gen)
-        x = images[index].to(device).contiguous(memory_format=torch.channels_last) if images.ndim == 4 \
-            else images[index].to(device)
-        loss = loss_fn(model, x, labels[index].to(device), gen)
+    def train_step(step: int) -> float:
+        index = torch.randint(0, len(images), (config.batch_size,), generator=step_generator(config.seed, step))
+        total = torch.zeros((), device=device)
         optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
+        for shard in my_shards:
+            gen = shard_generator(config.seed, step, shard)
+            if shard == 0:
+                torch.randint(0, len(images), (config.batch_size,), generator=gen)  # the index draw, as above
+            part = index.chunk(config.shards)[shard]
+            x = images[part].to(device)
+            x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+            loss = loss_fn(model, x, labels[part].to(device), gen) / config.shards
+            # N processes average their gradients, so each scales its share by N: the mean over all shards
+            accelerator.backward(loss * processes)
+            total += loss.detach()
         optimizer.step()
         decay = min(config.ema_decay, (1 + step) / (10 + step))  # warm-up: early EMA forgets the init
         with torch.no_grad():  # EMA: theta_ema <- d theta_ema + (1 - d) theta
             for e, p in zip(ema.parameters(), accelerator.unwrap_model(model).parameters(), strict=True):
                 e.lerp_(p.detach(), 1 - decay)
-        losses.append(loss.item())
+        return accelerator.reduce(total, reduction="sum").item() if processes > 1 else total.item()
+
+    began = time.perf_counter()
+    step_seconds: list[float] = []
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+               disable=not progress or not accelerator.is_main_process, desc=meta.get("kind", "train"),
+               mininterval=1.0)
+    for step in bar:
+        if stop_after is not None and step - start >= stop_after:
+            return FitResult(accelerator.unwrap_model(model), ema, step, losses, 0.0, step_seconds)
+        tick = time.perf_counter()
+        losses.append(train_step(step))
+        step_seconds.append(time.perf_counter() - tick)
         elapsed = seconds_before + time.perf_counter() - began
         done = step + 1
         bar.set_postfix(loss=f"{losses[-1]:.4f}",
                         img_s=f"{(done - start) * config.batch_size / (time.perf_counter() - began):.0f}")
         out_of_time = config.minutes is not None and elapsed > 60 * config.minutes
-        if done % config.checkpoint_every == 0 or done == config.steps or out_of_time:
+        if path is not None and (done % config.checkpoint_every == 0 or done == config.steps or out_of_time):
             save(done, elapsed)
         if out_of_time:
             break
     bar.close()
-    return FitResult(accelerator.unwrap_model(model), ema, len(losses),
-                     losses, seconds_before + time.perf_counter() - began)
+    return FitResult(accelerator.unwrap_model(model), ema, len(losses), losses,
+                     seconds_before + time.perf_counter() - began, step_seconds)
 
 
 def _prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -21,10 +21,8 @@ format (see ``bench/ddpm_cpu.py`` for the measurement).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -122,7 +120,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (B, dim)
 
 
-class ResBlock(nn.Module):
+class TimeResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the time(+class) embedding added in between (Ho et al. App. B)."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float):
@@ -163,7 +161,7 @@ class Level(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, cfg: UNetConfig, emb_dim: int, attention: bool):
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResBlock(in_ch if i == 0 else out_ch, out_ch, emb_dim, cfg.groups, cfg.dropout)
+            TimeResBlock(in_ch if i == 0 else out_ch, out_ch, emb_dim, cfg.groups, cfg.dropout)
             for i in range(cfg.blocks_per_level)
         )
         self.attns = nn.ModuleList(
@@ -213,6 +211,11 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(ch[0], cfg.in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # start by predicting eps = 0: a stable first step
         nn.init.zeros_(self.conv_out.bias)
+
+    @classmethod
+    def from_config(cls, model_config: dict) -> UNet:
+        """A fresh UNet from a card's ``model_config`` (what ``checkpoint.load_model`` calls)."""
+        return cls(UNetConfig.from_dict(model_config)).to(memory_format=torch.channels_last)
 
     def embed(self, t: Tensor, labels: Tensor | None, batch: int) -> Tensor:
         """Time embedding MLP(sinusoid(t)), plus the class embedding of ``labels``: (B, 4*C0)."""
@@ -279,32 +282,3 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def load_pretrained(name: str = "ddpm_mnist", directory: str | Path | None = None,
-                    device: str | torch.device = "cpu") -> UNet:
-    """The course's trained UNet ``checkpoints/NAME.safetensors`` (EMA weights) with its JSON card.
-
-    The card's ``model_config`` builds the UNet; weights that do not fit it are a ValueError
-    naming the file. Returns the model in eval mode, channels-last, on ``device``.
-    """
-    from . import checkpoint, config
-
-    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
-    path = directory / f"{name}.safetensors"
-    if not path.exists():
-        available = sorted(p.stem for p in directory.glob("*.safetensors"))
-        raise ValueError(f"no checkpoint {path}; available in {directory}: {available}")
-    tensors, meta = checkpoint.load(path)
-    model_config = meta.get("model_config")
-    if model_config is None:
-        card = path.with_suffix(".json")
-        if card.exists():
-            model_config = json.loads(card.read_text()).get("model_config")
-    if model_config is None:
-        raise ValueError(f"{path} carries no model_config (neither inside nor in its .json card)")
-    model = UNet(UNetConfig.from_dict(model_config))
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} or tensors
-    checkpoint.load_state_dict_strict(model, weights, path)
-    return model.to(device=device, memory_format=torch.channels_last).eval()

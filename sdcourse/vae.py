@@ -7,14 +7,11 @@ latent z back to an image. Training minimises the negative evidence lower bound 
     -ELBO(x) = E_q[-log p(x | z)] + beta * KL(q(z | x) || N(0, I))
              =   reconstruction   + beta * KL
 
-- reconstruction: the decoder's likelihood is a Gaussian with fixed variance, p(x | z) =
-  N(x; decoder(z), sigma^2 I), so -log p(x | z) = ||x - decoder(z)||^2 / (2 sigma^2) + const. We use
-  the sum of squared errors over pixels (sigma^2 = 1/2 on the [-1, 1] scale), one sample of z. The
-  constant we drop is (D / 2) log(2 pi sigma^2) = (D / 2) log(pi), 448.7 nats for D = 784 pixels; it
-  does not depend on the weights, so it changes neither the gradients nor any comparison here.
-- KL: closed form for two Gaussians (Appendix B), summed over the latent dimensions.
-- beta = 1 is the true ELBO; beta != 1 trades reconstruction for a smoother latent space
-  (Higgins et al. 2017, beta-VAE).
+- reconstruction: a Gaussian decoder with fixed variance 1/2, p(x | z) = N(x; decoder(z), I / 2), so
+  -log p(x | z) is the sum of squared errors over pixels (one sample of z) plus a constant that no
+  gradient and no comparison here sees (``reconstruction_error``).
+- KL: closed form for two Gaussians (Appendix B), summed over the latent dimensions. beta = 1 is the
+  true ELBO; beta != 1 trades reconstruction for a smoother latent space (Higgins et al. 2017).
 - z = mean + exp(logvar / 2) * eps with eps ~ N(0, I) (the reparameterization trick, Eq. 10 with
   g(eps, x) = mu + sigma * eps), so gradients flow through the sample into the encoder.
 
@@ -25,19 +22,21 @@ Two shapes, one interface (``encode(x) -> (mean, logvar)``, ``decode(z) -> x_hat
 
 The latent scaling factor: SD multiplies its latents by 0.18215, one over the standard deviation of
 the latents of a batch of training images, so the diffusion model sees unit-variance data (the
-assumption its noise schedule is built on). ``latent_scaling_factor`` computes ours the same way;
-``runs.train_vae`` stores it in the checkpoint, and ``encode_latents`` / ``decode_latents`` use it.
+assumption its noise schedule is built on). ``latent_scaling_factor`` computes ours the same way,
+``runs.train_vae`` stores it, ``checkpoint.load_model`` sets it, ``encode_latents`` / ``decode_latents``
+use it. Lesson 05's beta sweep, 2-D latent grid and interpolation are in ``experiments.vae_lesson``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from . import validate
 
 Tensor = torch.Tensor
 LOGVAR_RANGE = (-30.0, 20.0)  # the clamp diffusers' DiagonalGaussianDistribution applies (no exp overflow)
@@ -57,12 +56,10 @@ class VAEConfig:
     def __post_init__(self):
         if not self.channels or any(int(c) < 1 or c % self.groups for c in self.channels):
             raise ValueError(f"channels must be positive and divide by groups={self.groups}, got {self.channels!r}")
-        if self.image_size < 1 or self.image_size % 2 ** len(self.channels):
-            raise ValueError(f"image_size={self.image_size} must be a positive multiple of "
-                             f"2^len(channels) = {2 ** len(self.channels)}")
-        for name in ("in_channels", "latent_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("image_size", "in_channels", "latent_channels"):
+            validate.integer(name, getattr(self, name), low=1)
+        if self.image_size % 2 ** len(self.channels):
+            raise ValueError(f"image_size={self.image_size} must be a multiple of 2^len(channels) = {self.factor}")
         _check_beta(self.beta)
 
     @property
@@ -72,8 +69,7 @@ class VAEConfig:
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        s = self.image_size // self.factor
-        return (self.latent_channels, s, s)
+        return (self.latent_channels, self.image_size // self.factor, self.image_size // self.factor)
 
 
 @dataclass(frozen=True)
@@ -87,9 +83,8 @@ class MLPVAEConfig:
     beta: float = 1.0  # weight of the KL term; 1 = the ELBO
 
     def __post_init__(self):
-        if self.image_size < 1 or self.in_channels < 1 or self.latent_dim < 1:
-            raise ValueError(f"image_size, in_channels and latent_dim must be >= 1, got {self.image_size}, "
-                             f"{self.in_channels}, {self.latent_dim}")
+        for name in ("image_size", "in_channels", "latent_dim"):
+            validate.integer(name, getattr(self, name), low=1)
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
         _check_beta(self.beta)
@@ -99,9 +94,10 @@ class MLPVAEConfig:
         return (self.latent_dim,)
 
 
-def _check_beta(beta: float) -> None:
+def _check_beta(beta: float) -> float:
     if not beta >= 0:
         raise ValueError(f"beta must be >= 0 (0: a plain autoencoder, 1: the ELBO), got {beta}")
+    return beta
 
 
 # ---- the objective ----------------------------------------------------------------------------
@@ -113,6 +109,12 @@ def reparameterize(mean: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     All three tensors share one shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) drawn by the caller.
     """
     return mean + torch.exp(0.5 * logvar) * eps  # sigma = sqrt(exp(logvar))
+
+
+def sample_posterior(mean: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One sample z ~ q(z | x) = N(mean, exp(logvar)): ``reparameterize`` with eps ~ N(0, I) from ``generator``."""
+    eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)  # drawn on the CPU
+    return reparameterize(mean, logvar, eps)
 
 
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -128,7 +130,7 @@ def reconstruction_error(x: Tensor, x_hat: Tensor) -> Tensor:
     """-log p(x | z) up to a constant, per sample: the sum of squared errors (B, ...) -> (B,).
 
     A Gaussian decoder with fixed variance sigma^2 = 1/2: ||x - x_hat||^2 / (2 sigma^2) = ||x - x_hat||^2,
-    which is -log N(x; x_hat, I / 2) minus the constant (D / 2) log(pi), D = C * H * W.
+    which is -log N(x; x_hat, I / 2) minus the constant (D / 2) log(pi): 448.7 nats for D = 784 pixels.
     """
     return (x - x_hat).pow(2).flatten(1).sum(1)  # (B, C, H, W) -> (B,)
 
@@ -147,16 +149,11 @@ class ELBOTerms(NamedTuple):
 
 def vae_loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float | None = None) -> ELBOTerms:
     """One-sample estimate of the negative ELBO for a batch x (B, C, H, W); eps drawn from ``generator``."""
-    beta = model.config.beta if beta is None else beta
-    _check_beta(beta)
+    beta = _check_beta(model.config.beta if beta is None else beta)
     mean, logvar = model.encode(x)
-    eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
-    x_hat = model.decode(reparameterize(mean, logvar, eps))
+    x_hat = model.decode(sample_posterior(mean, logvar, generator))
     rec, kl = reconstruction_error(x, x_hat), kl_divergence(mean, logvar)
     return ELBOTerms((rec + beta * kl).mean(), rec, kl)
-
-
-# ---- the models -------------------------------------------------------------------------------
 
 
 class ResBlock(nn.Module):
@@ -170,31 +167,41 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
 
 
 class VAE(nn.Module):
     """Shared interface: ``encode``, ``decode``, ``forward``, input checks and the scaling factor."""
 
     config: VAEConfig | MLPVAEConfig
-    scaling_factor: float = 1.0  # set from the checkpoint by ``load_pretrained`` (SD: 0.18215)
+    flat: bool = False  # True: the encoder takes flattened images, the decoder returns them flat
+    scaling_factor: float = 1.0  # set from the checkpoint by ``checkpoint.load_model`` (SD: 0.18215)
 
-    def check_images(self, x: Tensor, name: str = "images") -> None:
+    @classmethod
+    def from_config(cls, model_config: dict) -> VAE:
+        """A fresh VAE of this class from a card's ``model_config`` (what ``checkpoint.load_model`` calls)."""
+        return build(next(v for v, (model_cls, _) in VARIANTS.items() if model_cls is cls), model_config)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C, H, W) in [-1, 1] -> (mean, logvar) of q(z | x), each (B, *latent_shape)."""
         c, s = self.config.in_channels, self.config.image_size
         if x.ndim != 4 or x.shape[1] != c or x.shape[2:] != (s, s):
-            raise ValueError(f"{name} must have shape (B, {c}, {s}, {s}) for this VAE, got {tuple(x.shape)}")
+            raise ValueError(f"images must have shape (B, {c}, {s}, {s}) for this VAE, got {tuple(x.shape)}")
+        # the MLP sees (B, C*H*W); (B, 2L, ...) -> 2 x (B, L, ...)
+        mean, logvar = self.encoder(x.flatten(1) if self.flat else x).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
 
-    def check_latents(self, z: Tensor) -> None:
-        shape = tuple(self.config.latent_shape)
+    def decode(self, z: Tensor) -> Tensor:
+        """z (B, *latent_shape) -> x_hat (B, C, H, W) in [-1, 1]."""
+        shape, c, s = tuple(self.config.latent_shape), self.config.in_channels, self.config.image_size
         if z.ndim != 1 + len(shape) or tuple(z.shape[1:]) != shape:
             raise ValueError(f"latents must have shape (B, {', '.join(map(str, shape))}), got {tuple(z.shape)}")
+        return self.decoder(z).view(len(z), c, s, s)  # the MLP's (B, C*H*W) -> (B, C, H, W)
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, C, H, W) -> (x_hat, mean, logvar), with one reparameterized sample of z."""
         mean, logvar = self.encode(x)
-        eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
-        return self.decode(reparameterize(mean, logvar, eps)), mean, logvar
+        return self.decode(sample_posterior(mean, logvar, generator)), mean, logvar
 
 
 class ConvVAE(VAE):
@@ -222,17 +229,6 @@ class ConvVAE(VAE):
         dec += [nn.GroupNorm(g, prev), nn.SiLU(), nn.Conv2d(prev, cfg.in_channels, 3, padding=1), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, C, H, W) in [-1, 1] -> (mean, logvar), each (B, latent_channels, H/f, W/f)."""
-        self.check_images(x)
-        mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, 2L, h, w) -> 2 x (B, L, h, w)
-        return mean, logvar.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z (B, latent_channels, H/f, W/f) -> x_hat (B, C, H, W) in [-1, 1]."""
-        self.check_latents(z)
-        return self.decoder(z)
-
 
 def _mlp(widths: list[int]) -> list[nn.Module]:
     return [m for a, b in zip(widths[:-1], widths[1:], strict=True) for m in (nn.Linear(a, b), nn.SiLU())]
@@ -240,6 +236,8 @@ def _mlp(widths: list[int]) -> list[nn.Module]:
 
 class MLPVAE(VAE):
     """x (B, 1, 28, 28) -> mean, logvar (B, 2) -> x_hat (B, 1, 28, 28) in [-1, 1]."""
+
+    flat = True
 
     def __init__(self, config: MLPVAEConfig | None = None):
         super().__init__()
@@ -249,27 +247,13 @@ class MLPVAE(VAE):
         self.decoder = nn.Sequential(*_mlp([cfg.latent_dim, *reversed(cfg.hidden)]),
                                      nn.Linear(cfg.hidden[0], pixels), nn.Tanh())
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, C, H, W) -> (mean, logvar), each (B, latent_dim)."""
-        self.check_images(x)
-        mean, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)  # (B, CHW) -> 2 x (B, latent_dim)
-        return mean, logvar.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z (B, latent_dim) -> x_hat (B, C, H, W) in [-1, 1]."""
-        self.check_latents(z)
-        c, s = self.config.in_channels, self.config.image_size
-        return self.decoder(z).view(-1, c, s, s)  # (B, CHW) -> (B, C, H, W)
-
 
 VARIANTS = {"vae": (ConvVAE, VAEConfig), "vae2d": (MLPVAE, MLPVAEConfig)}
 
 
 def build(variant: str, model_config: dict | None = None) -> VAE:
     """``build("vae")`` (the spatial ConvVAE) or ``build("vae2d")`` (the 2-D MLPVAE), from a config dict."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    model_cls, config_cls = VARIANTS[variant]
+    model_cls, config_cls = VARIANTS[validate.one_of("variant", variant, sorted(VARIANTS))]
     values = model_config or {}
     unknown = sorted(set(values) - {f.name for f in fields(config_cls)})
     if unknown:
@@ -292,11 +276,8 @@ def latent_scaling_factor(model: VAE, images: Tensor, batch_size: int = 500, see
     so the latents have unit variance, which the diffusion model's noise schedule assumes.
     """
     gen = torch.Generator().manual_seed(seed)
-    zs = []
-    for start in range(0, len(images), batch_size):
-        mean, logvar = model.encode(images[start:start + batch_size])
-        eps = torch.randn(mean.shape, generator=gen).to(mean.device, mean.dtype)
-        zs.append(reparameterize(mean, logvar, eps))
+    zs = [sample_posterior(*model.encode(images[start:start + batch_size]), gen)
+          for start in range(0, len(images), batch_size)]
     return 1.0 / torch.cat(zs).double().std().item()
 
 
@@ -307,8 +288,7 @@ def encode_latents(model: VAE, x: Tensor, generator: torch.Generator | None = No
     With a ``generator``, z is a sample of q(z | x) (as SD's training does); without, its mean.
     """
     mean, logvar = model.encode(x)
-    z = mean if generator is None else reparameterize(
-        mean, logvar, torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype))
+    z = mean if generator is None else sample_posterior(mean, logvar, generator)
     return z * model.scaling_factor  # diffusers: latents = vae.encode(x).latent_dist.sample() * scaling_factor
 
 
@@ -316,90 +296,3 @@ def encode_latents(model: VAE, x: Tensor, generator: torch.Generator | None = No
 def decode_latents(model: VAE, latents: Tensor) -> Tensor:
     """Scaled latents from diffusion -> images (B, C, H, W) in [-1, 1]: decode(latents / scaling_factor)."""
     return model.decode(latents / model.scaling_factor)  # diffusers: vae.decode(latents / scaling_factor)
-
-
-# ---- what lesson 05 looks at ------------------------------------------------------------------
-
-
-def train_briefly(model: VAE, images: Tensor, steps: int, batch_size: int = 128, lr: float = 1e-3,
-                  beta: float | None = None, seed: int = 0, progress: bool = True) -> list[float]:
-    """A short in-memory run (no checkpoints) for the lesson's beta sweep; returns the losses.
-
-    ``images`` (N, C, H, W); batches and eps come from one generator seeded with ``seed``.
-    ``sdcourse train vae`` (``runs.train_vae``) is the full run with checkpoints and resume.
-    """
-    from tqdm.auto import tqdm
-
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    losses = []
-    model.train()
-    for _ in tqdm(range(steps), disable=not progress, desc=f"beta={model.config.beta if beta is None else beta}",
-                  mininterval=1.0):
-        x = images[torch.randint(0, len(images), (batch_size,), generator=gen)]
-        loss = vae_loss(model, x, gen, beta).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-@torch.no_grad()
-def elbo_terms(model: VAE, images: Tensor, beta: float | None = None, seed: int = 0) -> dict[str, float]:
-    """Mean reconstruction error (SSE per image), KL (nats per image) and negative ELBO on ``images``."""
-    terms = vae_loss(model.eval(), images, torch.Generator().manual_seed(seed), beta)
-    return {"reconstruction": terms.reconstruction.mean().item(), "kl": terms.kl.mean().item(),
-            "negative_elbo": terms.loss.item()}
-
-
-@torch.no_grad()
-def decode_grid(model: VAE, n: int = 15, extent: float = 3.0) -> tuple[Tensor, Tensor]:
-    """Decode an n x n grid of 2-D latents over [-extent, extent]^2 (the prior's bulk).
-
-    Returns (images (n*n, C, H, W), row by row with z_2 decreasing downwards, and the latents (n*n, 2)).
-    """
-    if tuple(model.config.latent_shape) != (2,):
-        raise ValueError(f"decode_grid needs a 2-D latent, this VAE has latent shape {model.config.latent_shape}")
-    axis = torch.linspace(-extent, extent, n)
-    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # rows: z_2 from top (high) to bottom
-    z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)  # (n, n, 2) -> (n*n, 2)
-    return model.eval().decode(z), z
-
-
-@torch.no_grad()
-def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, n: int = 8) -> tuple[Tensor, Tensor]:
-    """Blend two images (1, C, H, W) in n steps: (decoded latent blends, pixel blends), each (n, C, H, W)."""
-    w = torch.linspace(0, 1, n)
-    (m_a, _), (m_b, _) = model.eval().encode(x_a), model.encode(x_b)
-    wz = w.view(-1, *[1] * (m_a.ndim - 1))  # (n, 1, ...) to broadcast over the latent
-    wx = w.view(-1, *[1] * (x_a.ndim - 1))  # (n, 1, 1, 1)
-    latent = model.decode((1 - wz) * m_a + wz * m_b)  # walk between the two means
-    return latent, (1 - wx) * x_a + wx * x_b
-
-
-def load_pretrained(name: str = "vae_mnist", directory: str | Path | None = None,
-                    device: str | torch.device = "cpu") -> VAE:
-    """The course's trained VAE ``checkpoints/NAME.safetensors`` (EMA weights), with its scaling factor.
-
-    The checkpoint's metadata gives the variant, the config and ``scaling_factor`` (set on the model).
-    """
-    from . import checkpoint, config
-
-    directory = Path(directory) if directory is not None else config.CHECKPOINTS_DIR
-    path = directory / f"{name}.safetensors"
-    if not path.exists():
-        available = sorted(p.stem for p in directory.glob("*.safetensors"))
-        raise ValueError(f"no checkpoint {path}; available in {directory}: {available}")
-    tensors, meta = checkpoint.load(path)
-    if meta.get("kind") not in VARIANTS:
-        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a VAE ({sorted(VARIANTS)})")
-    model = build(meta["kind"], meta["model_config"])
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    checkpoint.load_state_dict_strict(model, {k[len(prefix):]: v for k, v in tensors.items()
-                                              if k.startswith(prefix)}, path)
-    model.scaling_factor = float(meta.get("scaling_factor", 1.0))
-    return model.to(device).eval()
-

@@ -20,7 +20,7 @@ def tiny_dir(tmp_path_factory):
     torch.manual_seed(0)
     config = UNetConfig.tiny()
     model = UNet(config)
-    meta = {"kind": "ddpm", "model_config": config.to_dict()}
+    meta = {"kind": "ddpm", "model_config": config.to_dict(), "schedule": {"name": "linear", "num_steps": 1000}}
     checkpoint.save(folder / "tiny.safetensors", model.state_dict(), meta)
     (folder / "tiny.json").write_text(json.dumps(meta))
     return folder

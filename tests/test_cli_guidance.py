@@ -7,22 +7,26 @@ import json
 import pytest
 import torch
 
-from sdcourse import cli, unet
+from sdcourse import checkpoint, cli, unet
 
 
 @pytest.fixture
-def tiny_checkpoint(monkeypatch):
+def tiny_checkpoint(tmp_path):
+    """A random tiny UNet saved as a checkpoint with the DDPM schedule in its card, in its own folder."""
     torch.manual_seed(0)
     model = unet.UNet(unet.UNetConfig.tiny()).eval()
     for p in model.parameters():  # the zero-initialised output layer would make every eps 0
         torch.nn.init.normal_(p, std=0.2)
-    monkeypatch.setattr(unet, "load_pretrained", lambda name="ddpm_mnist", **kwargs: model)
-    return model
+    folder = tmp_path / "checkpoints"
+    meta = {"kind": "ddpm", "model_config": model.config.to_dict(), "schedule": {"name": "linear", "num_steps": 1000}}
+    checkpoint.save(folder / "tiny.safetensors", model.state_dict(), meta)
+    return folder
 
 
 def _sample(tmp_path, capsys, *extra):
     out = tmp_path / f"{len(list(tmp_path.iterdir()))}.png"
-    code = cli.main(["sample", "--n", "4", "--steps", "3", "--out", str(out), "--json", *extra])
+    code = cli.main(["sample", "--model", "tiny", "--checkpoints", str(tmp_path / "checkpoints"), "--n", "4",
+                     "--steps", "3", "--out", str(out), "--json", *extra])
     return code, out, capsys.readouterr()
 
 
@@ -39,7 +43,8 @@ def test_sample_with_guidance(tiny_checkpoint, tmp_path, capsys):
 
 def test_sample_text_names_the_guidance(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "g.png"
-    assert cli.main(["sample", "--n", "2", "--steps", "2", "--out", str(out), "--guidance-scale", "5"]) == 0
+    assert cli.main(["sample", "--model", "tiny", "--checkpoints", str(tiny_checkpoint), "--n", "2", "--steps", "2",
+                     "--out", str(out), "--guidance-scale", "5"]) == 0
     assert "guidance scale 5" in capsys.readouterr().out
 
 

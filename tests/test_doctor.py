@@ -8,6 +8,7 @@ import sys
 import time
 
 from sdcourse import cli, doctor
+from sdcourse.sd import hub
 
 
 def test_doctor_json_reports_versions_devices_data_and_lessons(tmp_home, capsys):
@@ -42,3 +43,16 @@ def test_lesson_plan_without_weights_marks_lesson_08_random():
     plan = doctor.lesson_plan({"cuda": True, "mps": False, "gpu_total_gib": 24.0},
                               sd_models=["stable-diffusion-v1-5/stable-diffusion-v1-5"])
     assert plan["08_stable_diffusion_pipeline"] == "full"
+
+
+def test_cached_sd_models_are_the_course_list_found_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    assert doctor.cached_sd_models() == []
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    hub.add_pipeline_folder(folder, "stabilityai/sd-turbo")
+    hub.add_pipeline_folder(folder, "some-org/not-in-the-course-list")
+    assert doctor.cached_sd_models() == ["stabilityai/sd-turbo"]
+    assert not hasattr(doctor, "SD_MODEL_IDS"), "one list of models: sd.hub.HUB_MODELS"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,12 +10,10 @@ from sdcourse.checks import ToyConditionalEps
 from sdcourse.guidance import (
     NULL_LABEL,
     GuidedModel,
-    balanced_labels,
     classifier_free_guidance,
+    digit_labels,
+    guidance_scale_value,
     guided_eps,
-    sample_at_scales,
-    saturated_fraction,
-    within_class_diversity,
 )
 from sdcourse.samplers import DDIMSampler, DDPMSampler, sample
 from sdcourse.schedules import NoiseSchedule
@@ -207,55 +206,16 @@ def test_bad_negative_label(bad):
             guided_eps(model, x_t, t, labels, 3.0, negative_labels=bad)
 
 
-# ---- measuring the trade-off --------------------------------------------------------------------
-
-
-def test_balanced_labels():
-    assert balanced_labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
-    with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
-        balanced_labels(0)
-
-
-def test_sample_at_scales_uses_the_same_seeds_at_every_scale():
-    model, labels = ToyConditionalEps(seed=15), balanced_labels(5)
-    schedule = NoiseSchedule.linear(1000)
-    out = sample_at_scales(model, lambda: DDIMSampler(schedule, 5), labels, [1, 3.0], seed=20, batch_size=2,
-                           progress=False)
-    assert list(out) == [1.0, 3.0] and out[3.0].shape == (5, 1, 28, 28)
-    # batch k of size 2 starts from the generator seeded with 20 + k
-    for k, start in enumerate(range(0, 5, 2)):
-        y = labels[start:start + 2]
-        expected = sample(model, DDIMSampler(schedule, 5), (len(y), 1, 28, 28), labels=y,
-                          generator=torch.Generator().manual_seed(20 + k), progress=False)
-        assert torch.equal(out[1.0][start:start + 2], expected)
-    assert not torch.allclose(out[1.0], out[3.0])
-    with pytest.raises(ValueError, match="guidance_scale"):
-        sample_at_scales(model, lambda: DDIMSampler(schedule, 5), labels, [-1], progress=False)
-
-
-def test_within_class_diversity_equals_a_float64_loop():
-    from sdcourse import evaluate
-
-    images = torch.rand(9, 1, 28, 28, generator=torch.Generator().manual_seed(16)) * 2 - 1
-    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3])
-    features = evaluate.features_and_logits(images)[0].double()
-    per_label = []
-    for c in (0, 1, 3):  # label 2 has a single sample: no pair
-        f = features[labels == c]
-        pairs = [(f[i] - f[j]).norm().item() for i in range(len(f)) for j in range(len(f)) if i < j]
-        per_label.append(sum(pairs) / len(pairs))
-    assert within_class_diversity(images, labels) == pytest.approx(sum(per_label) / 3, rel=1e-6)
-    # identical samples have no diversity
-    assert within_class_diversity(images[:1].expand(4, -1, -1, -1), torch.full((4,), 5)) == pytest.approx(0)
-    with pytest.raises(ValueError, match="at least one label with 2"):
-        within_class_diversity(images[:2], torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"labels \(N,\)"):
-        within_class_diversity(images, labels[:3])
-
-
-def test_saturated_fraction():
-    images = torch.tensor([-1.0, -0.99, 0.0, 0.5, 0.97, 1.0])
-    assert saturated_fraction(images) == pytest.approx(3 / 6)
+def test_numpy_scalars_and_0d_tensors_are_numbers_and_labels():
+    assert guidance_scale_value(np.float32(2.0)) == 2.0 and isinstance(guidance_scale_value(np.float32(2.0)), float)
+    assert guidance_scale_value(torch.tensor(3.0)) == 3.0 and guidance_scale_value(np.int64(1)) == 1.0
+    model = ToyConditionalEps()
+    x_t, t, labels = _inputs(batch=2)
+    guided = GuidedModel(model, np.float32(3.0))(x_t, t, labels)
+    torch.testing.assert_close(guided, GuidedModel(model, 3.0)(x_t, t, labels))
+    assert digit_labels(np.int64(4), 3, torch.device("cpu")).tolist() == [4, 4, 4]
+    assert digit_labels(torch.tensor(7), 2, torch.device("cpu")).dtype == torch.int64
+    assert GuidedModel(model, 3.0, negative_label=np.int64(9)).negative_label.tolist() == 9
 
 
 # ---- with the real toy UNet (a tiny, randomly initialised one) ---------------------------------

@@ -7,16 +7,14 @@ often than at scale 0, where the label is ignored.
 
 from __future__ import annotations
 
-from sdcourse import evaluate
-from sdcourse.guidance import balanced_labels, sample_at_scales
-from sdcourse.runs import ddpm_schedule
+from sdcourse import checkpoint, evaluate
+from sdcourse.experiments.guidance_sweep import balanced_labels, sample_at_scales
 from sdcourse.samplers import DDIMSampler
-from sdcourse.unet import load_pretrained
 
 
 def test_accuracy_at_scale_3_is_above_accuracy_at_scale_0():
-    model, labels = load_pretrained("ddpm_mnist"), balanced_labels(100)
-    samples = sample_at_scales(model, lambda: DDIMSampler(ddpm_schedule(), 10), labels, [0, 3], seed=0,
+    ddpm, labels = checkpoint.load_model("ddpm_mnist"), balanced_labels(100)
+    samples = sample_at_scales(ddpm.model, lambda: DDIMSampler(ddpm.schedule, 10), labels, [0, 3], seed=0,
                                progress=False)
     accuracy = {s: evaluate.conditional_accuracy(x, labels) for s, x in samples.items()}
     # scale 0 ignores the label: about 1 in 10 right by chance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sdcourse import ldm, vae
+from sdcourse import checkpoint, ldm, vae
 from sdcourse.guidance import GuidedModel
 from sdcourse.samplers import DDIMSampler
 from sdcourse.schedules import NoiseSchedule
@@ -50,37 +50,19 @@ def test_sampled_latents_decode_to_images():
     model = UNet(UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
                             attention_heads=2, groups=4)).eval()
     sampler = DDIMSampler(NoiseSchedule.linear(1000), 2, clip_sample=False)
-    images = ldm.sample_digits(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
-                               torch.Generator().manual_seed(0), progress=False)
+    images = ldm.sample_and_decode(model, autoencoder, sampler, torch.tensor([1, 2, 3]),
+                                   torch.Generator().manual_seed(0), progress=False)
     assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
     # with guidance (sdcourse sample --model ldm_mnist --guidance-scale 3): a GuidedModel passes for its model
-    guided = ldm.sample_digits(GuidedModel(model, 3.0), autoencoder, sampler, torch.tensor([1, 2, 3]),
-                               torch.Generator().manual_seed(0), progress=False)
+    guided = ldm.sample_and_decode(GuidedModel(model, 3.0), autoencoder, sampler, torch.tensor([1, 2, 3]),
+                                   torch.Generator().manual_seed(0), progress=False)
     assert guided.shape == images.shape and bool(guided.isfinite().all())
 
 
-def test_compare_spaces_measures_both_spaces_on_the_same_labels():
-    autoencoder = _tiny_vae()
-    torch.manual_seed(0)
-    pixel = UNet(UNetConfig.tiny()).eval()
-    latent = UNet(UNetConfig(image_size=8, in_channels=4, channels=(8, 16), attention_levels=(False, True),
-                             attention_heads=2, groups=4)).eval()
-    rows, samples = ldm.compare_spaces(pixel, latent, autoencoder, n=4, num_inference_steps=2, train_steps=1,
-                                       batch_size=4, progress=False)
-    assert [r.name for r in rows] == ["pixel", "latent"]
-    assert rows[0].shape == (1, 28, 28) and rows[1].shape == (4, 8, 8)
-    assert rows[0].decode_mflops == 0 and rows[1].decode_mflops > 0
-    assert all(r.mflops_per_step > 0 and r.train_images_per_s > 0 and r.n == 4 for r in rows)
-    assert samples["pixel"].shape == samples["latent"].shape == (4, 1, 28, 28)
-    table = ldm.format_table(rows, 2)
-    assert "latent / pixel" in table and "MFLOPs per denoising step" in table
-
-
 def test_shipped_latent_ddpm_uses_the_scaling_factor_stored_with_its_vae():
-    from sdcourse import checkpoint, config
-
-    _, meta = checkpoint.load(config.CHECKPOINTS_DIR / "ldm_mnist.safetensors")
-    autoencoder = vae.load_pretrained(meta["vae"])
+    latent = checkpoint.load_model("ldm_mnist")
+    meta = latent.card
+    autoencoder = checkpoint.load_model(meta["vae"], directory=latent.path.parent).model
     assert meta["scaling_factor"] == autoencoder.scaling_factor != 1.0
     mean, logvar = autoencoder.encode(torch.zeros(2, 1, 28, 28) - 1)
     z0 = ldm.to_diffusion_latents(mean, logvar, torch.zeros_like(mean), meta["scaling_factor"])
@@ -105,3 +87,12 @@ def test_resumed_latent_run_keeps_both_commands_in_its_card(tmp_path, monkeypatc
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["commands"] == ["sdcourse train ldm --steps 2", "sdcourse train ldm --steps 3 --resume"]
     assert card["steps"] == 3
+
+
+def test_latent_unet_config_is_the_shipped_latent_ddpm_and_fits_padded_latents():
+    latent = checkpoint.load_model("ldm_mnist")
+    assert latent.model.config == ldm.latent_unet_config()
+    config = ldm.latent_unet_config()
+    assert (config.in_channels, config.image_size) == (4, ldm.PADDED_SIZE)
+    assert latent.schedule is not None and latent.schedule.num_steps == 1000
+

@@ -1,10 +1,14 @@
 """The Stable Diffusion loop against diffusers (the oracle), the offline tokenizer against open_clip,
-prefetching into the Hugging Face cache, and bad inputs. Everything runs offline on the "tiny" build."""
+prefetching into the Hugging Face cache, bad inputs, and no hidden side effects (nothing written to
+os.environ, nothing attached to the pipeline). Everything runs offline on the "tiny" build."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -12,8 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sdcourse import cli, prefetch, sd
-from sdcourse.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, clip_tokenizer, truncated_part
+from sdcourse import cli, sd
+from sdcourse.experiments import sd_lesson
+from sdcourse.sd import hub, loop
+from sdcourse.sd.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, clip_tokenizer, load_tokenizer, truncated_part
 
 SIZE, STEPS = 32, 2  # 32x32 images are 4x4 latents: the whole loop runs in well under a second
 
@@ -157,13 +163,13 @@ def test_img2img_starts_at_strength_of_the_schedule(tiny):
 
 def test_loop_uses_the_course_guidance(tiny, monkeypatch):
     calls = []
-    real = sd.classifier_free_guidance
+    real = loop.classifier_free_guidance
 
     def spy(eps_uncond, eps_cond, guidance_scale):
         calls.append(guidance_scale)
         return real(eps_uncond, eps_cond, guidance_scale)
 
-    monkeypatch.setattr(sd, "classifier_free_guidance", spy)
+    monkeypatch.setattr(loop, "classifier_free_guidance", spy)  # where generate looks it up
     sd.generate(
         tiny,
         "x",
@@ -305,7 +311,7 @@ def test_random_builds_are_reproducible(tiny):
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
     other = sd.build_random_pipeline("tiny", seed=1)
     assert not torch.equal(other.unet.conv_in.weight, tiny.unet.conv_in.weight)
-    assert not sd.has_real_weights(tiny)
+    assert "tiny" in sd.RANDOM_BUILDS and sd_lesson.weights_label("tiny").startswith("random weights")
 
 
 def test_memory_options_follow_free_memory():
@@ -346,6 +352,81 @@ def test_model_that_is_neither_id_nor_folder(hf_home):
         sd.load_pipeline("no-such-folder", device="cpu")
 
 
+# ---- no hidden side effects ------------------------------------------------------------------------
+
+
+def test_load_pipeline_leaves_the_environment_and_the_pipeline_alone(hf_home, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("SDCOURSE_OFFLINE", "1")  # offline as the user asks for it: no probe at all
+    before = dict(os.environ)
+    start = time.perf_counter()
+    with pytest.raises(sd.ModelNotAvailable, match="sdcourse prefetch"):
+        sd.load_pipeline("some-org/not-downloaded-sd", device="cpu")
+    assert time.perf_counter() - start < 1.0
+    assert dict(os.environ) == before
+
+    monkeypatch.delenv("SDCOURSE_OFFLINE")  # offline found by probing an unreachable hub
+    monkeypatch.setattr(hub, "hub_offline", lambda timeout=1.0: True)  # resolve_model looks it up in hub
+    before = dict(os.environ)
+    with pytest.raises(sd.ModelNotAvailable):
+        sd.load_pipeline("some-org/not-downloaded-sd", device="cpu")
+    assert dict(os.environ) == before, "load_pipeline must not write os.environ (HF_HUB_OFFLINE)"
+
+    pipe = sd.load_pipeline("tiny", device="cpu")
+    assert not hasattr(pipe, "sdcourse_model")
+    assert set(vars(pipe)) == set(vars(sd.build_random_pipeline("tiny"))), "nothing attached to the pipeline"
+
+
+def test_hub_offline_reads_what_the_user_asked_for(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "yes")  # config.env_flag: 1, true, yes, on
+    assert sd.hub_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("SDCOURSE_OFFLINE", "1")
+    assert sd.hub_offline()
+
+
+def test_lesson_pipeline_falls_back_to_tiny_and_says_so(hf_home, monkeypatch, capsys):
+    monkeypatch.delenv(sd_lesson.MODEL_VARIABLE, raising=False)
+    lesson = sd_lesson.lesson_pipeline(device="cpu")
+    assert "No Stable Diffusion weights cached" in capsys.readouterr().out
+    assert (lesson.model, lesson.real_weights) == ("tiny", False)
+    assert lesson.label == "random weights (tiny): noise by design"
+    assert not hasattr(lesson.pipe, "sdcourse_model")
+    with pytest.raises(AttributeError):  # frozen: what the lesson knows cannot drift from the pipeline
+        lesson.model = "other"
+
+
+def test_lesson_pipeline_takes_a_cached_model_or_the_variable(tiny, tmp_path, hf_home, monkeypatch, capsys):
+    monkeypatch.delenv(sd_lesson.MODEL_VARIABLE, raising=False)
+    folder = tmp_path / "pipe"
+    tiny.save_pretrained(folder)
+    hub.add_pipeline_folder(folder, sd.DEFAULT_MODEL)  # as if `sdcourse prefetch` had run
+    lesson = sd_lesson.lesson_pipeline(device="cpu")
+    assert capsys.readouterr().out == ""
+    assert (lesson.model, lesson.real_weights, lesson.label) == (sd.DEFAULT_MODEL, True, sd.DEFAULT_MODEL)
+
+    monkeypatch.setenv(sd_lesson.MODEL_VARIABLE, str(folder))
+    lesson = sd_lesson.lesson_pipeline(device="cpu")
+    assert (lesson.model, lesson.real_weights, lesson.label) == (str(folder), True, str(folder))
+
+
+def test_latents_to_images_decodes_like_generate(tiny):
+    final = []
+    image = sd.generate(tiny, "a kite", num_inference_steps=STEPS, height=SIZE, width=24, seed=2,
+                        scheduler="ddim", on_step=lambda i, t, latents, x0: final.append(latents))
+    decoded = sd.latents_to_images(tiny, torch.cat([final[-1], final[-1]]))
+    assert len(decoded) == 2 and decoded[0].size == (24, SIZE)
+    assert _png(decoded[0]) == _png(image)
+
+
+def test_importing_sd_does_not_import_diffusers_or_transformers():
+    code = ("import sys, sdcourse.sd; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'diffusers', 'transformers'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", "keep sdcourse.sd light: import diffusers/transformers lazily"
+
+
 def test_prefetch_from_pipeline_folders_then_load_offline(
     tiny, tmp_path, hf_home, tmp_home, capsys
 ):
@@ -370,21 +451,22 @@ def test_prefetch_from_pipeline_folders_then_load_offline(
         sd.generate(tiny, "a lighthouse", **common)
     )
     half = sd.load_pipeline("course-org/tiny-sd-fp16", device="cpu")  # fp16 files, cast to float32
-    assert half.unet.dtype == torch.float32 and sd.has_real_weights(half)
+    assert half.unet.dtype == torch.float32 and "course-org/tiny-sd-fp16" not in sd.RANDOM_BUILDS
+    assert sd_lesson.weights_label("course-org/tiny-sd-fp16") == "course-org/tiny-sd-fp16"
 
 
 def test_prefetch_from_a_copied_cache_and_a_single_folder(tiny, tmp_path, hf_home, monkeypatch):
     single = tmp_path / "one"
     tiny.save_pretrained(single)
     with pytest.raises(ValueError, match="--model"):
-        prefetch.import_folder(single)
-    assert prefetch.import_folder(single, model="course-org/single")["models"] == [
+        hub.import_folder(single)
+    assert hub.import_folder(single, model="course-org/single")["models"] == [
         "course-org/single"
     ]
 
     # layout 1: that cache, copied to a stick, then into a second empty cache
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf2"))
-    done = prefetch.import_folder(hf_home)  # HF_HOME itself: finds hub/models--*
+    done = hub.import_folder(hf_home)  # HF_HOME itself: finds hub/models--*
     assert done["models"] == ["course-org/single"]
     assert sd.cached_snapshot("course-org/single") is not None
     assert tuple(
@@ -394,7 +476,7 @@ def test_prefetch_from_a_copied_cache_and_a_single_folder(tiny, tmp_path, hf_hom
 
 def test_prefetch_from_an_empty_folder_says_what_it_expected(tmp_path, hf_home):
     with pytest.raises(ValueError, match="model_index.json"):
-        prefetch.import_folder(tmp_path)
+        hub.import_folder(tmp_path)
 
 
 def test_pipeline_files_takes_only_fp16_safetensors():
@@ -420,7 +502,7 @@ def test_pipeline_files_takes_only_fp16_safetensors():
         "text_encoder/flax_model.msgpack",
         "vae_encoder/model.onnx",
     ]
-    assert prefetch.pipeline_files(repo) == [
+    assert hub.pipeline_files(repo) == [
         "model_index.json",
         "scheduler/scheduler_config.json",
         "text_encoder/config.json",
@@ -469,8 +551,6 @@ def test_cli_generate_writes_a_png(tmp_path, capsys):
 
 
 def test_load_tokenizer_falls_back_offline(monkeypatch):
-    from sdcourse.tokenizer import load_tokenizer
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert load_tokenizer() is clip_tokenizer()
     # the hub is unreachable (offline): the offline build again

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdcourse.unet import NULL_LABEL, UNet, UNetConfig, load_pretrained, timestep_embedding
+from sdcourse.unet import NULL_LABEL, UNet, UNetConfig, timestep_embedding
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,3 @@ def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="preset"):
         UNetConfig.preset("huge")
 
-
-def test_missing_checkpoint_lists_what_is_available(tmp_path):
-    with pytest.raises(ValueError, match="no checkpoint"):
-        load_pretrained("nope", directory=tmp_path)

@@ -44,7 +44,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def bpe_path() -> str:
     """The gzipped BPE merges file inside ``open_clip`` (``bpe_simple_vocab_16e6.txt.gz``)."""
-    import open_clip.tokenizer
+    import open_clip.tokenizer  # lazy: open_clip imports torchvision and timm; only the file's path is needed
 
     return os.path.join(
         os.path.dirname(open_clip.tokenizer.__file__), "bpe_simple_vocab_16e6.txt.gz"
@@ -54,7 +54,7 @@ def bpe_path() -> str:
 @lru_cache(maxsize=2)
 def clip_tokenizer(model_max_length: int = MODEL_MAX_LENGTH):
     """The CLIP tokenizer, built offline: a ``transformers.CLIPTokenizer`` with 49,408 ids."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # lazy: transformers takes seconds to import
 
     lines = gzip.open(bpe_path()).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
@@ -83,7 +83,7 @@ def load_tokenizer(model_id: str | None = None, online: bool = False):
     """
     if model_id is not None and online:
         try:
-            from transformers import CLIPTokenizer
+            from transformers import CLIPTokenizer  # lazy: transformers takes seconds to import
 
             tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer")
         except Exception:  # offline after all, or a repository without a tokenizer folder

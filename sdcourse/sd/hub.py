@@ -1,12 +1,17 @@
-"""Weights and data into the caches before a workshop: ``sdcourse prefetch`` (lessons 01 to 08).
+"""Stable Diffusion weights: model ids, the Hugging Face cache, offline, prefetch (lessons 00 and 08).
 
-Online, ``download_model`` fetches only what ``StableDiffusionPipeline.from_pretrained`` reads
-(``model_index.json``, each component's configs and tokenizer files, and one safetensors file per
-component, fp16 when the repository has it: about 2.6 GB for SD 1.5 instead of its 40 GB of
-checkpoints) and ``prefetch_mnist`` fetches the full MNIST through torchvision.
+``HUB_MODELS`` is the course's one list of known models; ``resolve_model(model)`` finds a model's
+local folder (a folder given directly, the cached snapshot, or a fresh download) and raises
+``ModelNotAvailable`` with one message naming the fix when the weights are not here and the hub is
+offline. Offline is what the user asks for (``HF_HUB_OFFLINE=1`` or ``SDCOURSE_OFFLINE=1``, read
+by ``config.offline``) or an unreachable hub; nothing here writes the environment.
 
-Offline, ``import_folder(DIR)`` fills the caches from a folder an instructor copied (USB stick,
-shared drive). It understands three layouts:
+``sdcourse prefetch`` fills the caches before a workshop. Online, ``download_model`` fetches only
+what ``StableDiffusionPipeline.from_pretrained`` reads (``model_index.json``, each component's
+configs and tokenizer files, and one safetensors file per component, fp16 when the repository has
+it: about 2.6 GB for SD 1.5 instead of its 40 GB of checkpoints) and ``prefetch_mnist`` fetches
+the full MNIST through torchvision. Offline, ``import_folder(DIR)`` fills the caches from a folder
+an instructor copied (USB stick, shared drive). It understands three layouts:
 
 1. a copy of a Hugging Face cache: ``DIR/models--org--name/...`` (or ``DIR/hub/models--...``),
    e.g. ``cp -r ~/.cache/huggingface/hub DIR`` on a machine that ran ``sdcourse prefetch``;
@@ -35,13 +40,103 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
-from . import config, data
-from .sd import DEFAULT_MODEL, hf_cache_dir
+from .. import config, data
+from .builds import RANDOM_BUILDS
 
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+HUB_MODELS = {  # the ids the course knows; any other SD 1.x/2.x diffusers repository works too
+    DEFAULT_MODEL: "SD 1.5, 512x512, the course's reference model",
+    "CompVis/stable-diffusion-v1-4": "SD 1.4, 512x512",
+    "stabilityai/stable-diffusion-2-1": "SD 2.1, 768x768, v-prediction, OpenCLIP ViT-H text encoder",
+    "stabilityai/sd-turbo": "SD 2.1 distilled (ADD), 512x512 in 1 to 4 steps: the CPU-friendly choice",
+}
 WEIGHT_VARIANT = "fp16"  # half the bytes; load_pipeline casts to float32 on a CPU
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights are neither cached nor downloadable; the message names them and the fix."""
+
+
+# ---- the cache and the network -------------------------------------------------------------------
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (HF_HUB_CACHE, else HF_HOME/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def hub_offline(timeout: float = 1.0) -> bool:
+    """True when offline was asked for (``config.offline``) or the hub cannot be reached within ``timeout`` s."""
+    if config.offline():
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    reached = []
+
+    def probe():  # in a thread: DNS lookups ignore socket timeouts
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            reached.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not reached
+
+
+def missing_message(model: str, revision: str | None = None) -> str:
+    """The one message for weights that are not here: what is missing, where we looked, the fix."""
+    rev = f" --revision {revision}" if revision else ""
+    return (
+        f"Stable Diffusion weights for {model!r} are not in the Hugging Face cache ({hf_cache_dir()}) "
+        f"and the hub cannot be reached (offline). Run `sdcourse prefetch --model {model}{rev}` while "
+        "online, or `sdcourse prefetch --from DIR` with a folder your instructor copied; meanwhile "
+        "load_pipeline('tiny') runs with random weights."
+    )
+
+
+def cached_snapshot(model: str, revision: str | None = None) -> Path | None:
+    """The cached snapshot folder of hub id ``model`` holding a model_index.json, or None."""
+    from huggingface_hub import snapshot_download  # lazy: huggingface_hub is slow to import
+
+    try:
+        path = Path(snapshot_download(model, revision=revision, cache_dir=hf_cache_dir(), local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or an invalid id
+        return None
+    return path if (path / "model_index.json").exists() else None
+
+
+def resolve_model(model: str, revision: str | None = None) -> Path:
+    """A local folder for ``model``: the folder itself, the cached snapshot, or a fresh download."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "model_index.json").exists():
+            raise ModelNotAvailable(f"{folder} has no model_index.json: it is not a diffusers pipeline folder")
+        return folder
+    if model.count("/") != 1 or model.startswith(("/", ".", "~")):
+        raise ValueError(
+            f"model must be one of {RANDOM_BUILDS}, a hub id such as {DEFAULT_MODEL!r}, "
+            f"or an existing folder; got {model!r}"
+        )
+    snapshot = cached_snapshot(model, revision)
+    if snapshot is not None:
+        return snapshot
+    if hub_offline():
+        raise ModelNotAvailable(missing_message(model, revision))
+    return download_model(model, revision)
+
+
+# ---- prefetch: downloads -------------------------------------------------------------------------
 
 
 def pipeline_files(repo_files: list[str], variant: str = WEIGHT_VARIANT) -> list[str]:
@@ -52,39 +147,34 @@ def pipeline_files(repo_files: list[str], variant: str = WEIGHT_VARIANT) -> list
     Skips root checkpoints (``*.ckpt``), pickles (``*.bin``), EMA/non-EMA copies and ONNX/Flax files.
     """
     keep = [f for f in repo_files if f == "model_index.json"]
-    folders = sorted(
-        {PurePosixPath(f).parts[0] for f in repo_files if len(PurePosixPath(f).parts) == 2}
-    )
+    folders = sorted({PurePosixPath(f).parts[0] for f in repo_files if len(PurePosixPath(f).parts) == 2})
     for folder in folders:
         files = [f for f in repo_files if PurePosixPath(f).parent == PurePosixPath(folder)]
         keep += [f for f in files if f.endswith((".json", ".txt"))]
         names = {f: PurePosixPath(f).name for f in files}
         weights = [f for f, n in names.items() if n.endswith(f".{variant}.safetensors")]
-        weights = weights or [
-            f for f, n in names.items() if n.endswith(".safetensors") and n.count(".") == 1
-        ]
+        weights = weights or [f for f, n in names.items() if n.endswith(".safetensors") and n.count(".") == 1]
         keep += weights
     return sorted(set(keep))
 
 
 def download_model(model: str = DEFAULT_MODEL, revision: str | None = None) -> Path:
     """Download ``pipeline_files`` of hub id ``model`` into the HF cache; returns the snapshot folder."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, snapshot_download  # lazy: huggingface_hub is slow to import
 
     files = pipeline_files(HfApi().list_repo_files(model, revision=revision))
     if "model_index.json" not in files:
-        raise ValueError(
-            f"{model!r} has no model_index.json: it is not a diffusers pipeline repository"
-        )
-    return Path(
-        snapshot_download(model, revision=revision, allow_patterns=files, cache_dir=hf_cache_dir())
-    )
+        raise ValueError(f"{model!r} has no model_index.json: it is not a diffusers pipeline repository")
+    return Path(snapshot_download(model, revision=revision, allow_patterns=files, cache_dir=hf_cache_dir()))
 
 
 def prefetch_mnist() -> str:
     """Download the full MNIST with torchvision into the course cache; returns where it lives."""
     data._download_torchvision(data.mnist_dir().parent.parent)
     return str(data.mnist_dir())
+
+
+# ---- prefetch: from a copied folder --------------------------------------------------------------
 
 
 def _stand_in_commit(folder: Path) -> str:
@@ -95,9 +185,7 @@ def _stand_in_commit(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def add_pipeline_folder(
-    folder: Path, model: str, revision: str = "main", cache: Path | None = None
-) -> Path:
+def add_pipeline_folder(folder: Path, model: str, revision: str = "main", cache: Path | None = None) -> Path:
     """Copy a pipeline folder into the HF cache as ``model`` at ``revision``; returns the snapshot."""
     folder = Path(folder)
     if not (folder / "model_index.json").exists():
@@ -138,9 +226,7 @@ def import_folder(src, model: str | None = None) -> dict:
         raise ValueError(f"--from must be an existing folder, got {str(src)!r}")
     cache = hf_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    models = _copy_cache(src, cache) + (
-        _copy_cache(src / "hub", cache) if (src / "hub").is_dir() else []
-    )
+    models = _copy_cache(src, cache) + (_copy_cache(src / "hub", cache) if (src / "hub").is_dir() else [])
     if (src / "model_index.json").exists():
         if model is None:
             raise ValueError(
@@ -150,11 +236,9 @@ def import_folder(src, model: str | None = None) -> dict:
         add_pipeline_folder(src, model, cache=cache)
         models.append(model)
     for index in sorted(src.glob("*/*/model_index.json")):
-        if index.parent.parent.name not in {
-            "hub",
-            "snapshots",
-        } and not index.parent.parent.name.startswith("models--"):
-            model_id = f"{index.parent.parent.name}/{index.parent.name}"
+        org = index.parent.parent.name
+        if org not in {"hub", "snapshots"} and not org.startswith("models--"):
+            model_id = f"{org}/{index.parent.name}"
             add_pipeline_folder(index.parent, model_id, cache=cache)
             models.append(model_id)
     mnist = None

@@ -1,0 +1,75 @@
+"""Checks for the exercises: call the learner's function on fresh random inputs, compare with the
+library's reference, and say precisely what differs.
+
+``core`` holds what every check shares (``CheckFailed``, ``compare``, the likely-cause machinery);
+each lesson's checks live in a module named by what they check, in lesson order:
+
+- 01 ``forward_noising``: ``check_linear_alpha_bar``, ``check_add_noise``, ``check_snr``
+- 02 ``ddpm_training``: ``check_ddpm_loss``
+- 03 ``reverse_denoising``: ``check_ddpm_step``, ``check_ddim_step``
+- 04 ``guidance``: ``check_guidance``, ``check_guided_eps``, ``ToyConditionalEps``
+- 05 ``vae``: ``check_reparameterize``, ``check_kl_divergence``, ``check_negative_elbo``
+- 06 ``attention``: ``check_attention``, ``check_split_heads``, ``check_merge_heads``,
+  ``check_cross_attention``
+- 07 ``latent_diffusion``: ``check_scaling_factor``, ``check_to_diffusion_latents``,
+  ``check_from_diffusion_latents``
+- 08 ``sd_pipeline``: ``check_guided_noise``, ``check_prepare_latents``, ``check_decode``,
+  ``check_img2img_timesteps``
+
+All of them are re-exported here, so notebooks write ``from sdcourse import checks`` and
+``checks.check_add_noise(add_noise)``. A passing check prints one line; a failing one raises
+``CheckFailed`` naming the first element that differs and, when the answer matches a typical
+mistake, its likely cause.
+"""
+
+from __future__ import annotations
+
+from .attention import check_attention, check_cross_attention, check_merge_heads, check_split_heads
+from .core import CheckFailed, call, compare, generator, passed
+from .ddpm_training import check_ddpm_loss
+from .forward_noising import check_add_noise, check_linear_alpha_bar, check_snr
+from .guidance import ToyConditionalEps, check_guidance, check_guided_eps
+from .latent_diffusion import check_from_diffusion_latents, check_scaling_factor, check_to_diffusion_latents
+from .reverse_denoising import check_ddim_step, check_ddpm_step
+from .sd_pipeline import check_decode, check_guided_noise, check_img2img_timesteps, check_prepare_latents
+from .vae import check_kl_divergence, check_negative_elbo, check_reparameterize
+
+__all__ = [
+    # core
+    "CheckFailed",
+    "call",
+    "compare",
+    "generator",
+    "passed",
+    # 01 forward noising
+    "check_linear_alpha_bar",
+    "check_add_noise",
+    "check_snr",
+    # 02 training a DDPM
+    "check_ddpm_loss",
+    # 03 reverse denoising
+    "check_ddpm_step",
+    "check_ddim_step",
+    # 04 guidance
+    "ToyConditionalEps",
+    "check_guidance",
+    "check_guided_eps",
+    # 05 the VAE
+    "check_reparameterize",
+    "check_kl_divergence",
+    "check_negative_elbo",
+    # 06 attention
+    "check_attention",
+    "check_split_heads",
+    "check_merge_heads",
+    "check_cross_attention",
+    # 07 latent diffusion
+    "check_scaling_factor",
+    "check_to_diffusion_latents",
+    "check_from_diffusion_latents",
+    # 08 the Stable Diffusion pipeline
+    "check_guided_noise",
+    "check_prepare_latents",
+    "check_decode",
+    "check_img2img_timesteps",
+]

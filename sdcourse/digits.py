@@ -1,0 +1,57 @@
+"""Digits from one of the course's checkpoints: ``sdcourse sample`` and ``sdcourse evaluate``.
+
+``from_checkpoint("ddpm_mnist", labels)`` loads the checkpoint once (``checkpoint.load_model``:
+the model, its card and the schedule it was trained with), builds the sampler of lesson 03,
+wraps the model in lesson 04's classifier-free guidance when asked, and for a latent model
+(lesson 07) samples latents and decodes them with the VAE named in its card, taken from the
+same folder as the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, ldm, validate
+from .guidance import GuidedModel
+from .samplers import DDIMSampler, DDPMSampler, sample
+from .schedules import NoiseSchedule
+
+SAMPLERS = ("ddim", "ddpm")
+DEFAULT_DDIM_STEPS = 50
+
+
+def make_sampler(schedule: NoiseSchedule, name: str = "ddim", steps: int | None = None, eta: float = 0.0,
+                 clip_sample: bool = True) -> DDPMSampler | DDIMSampler:
+    """Lesson 03's sampler ``name`` on ``schedule``: "ddpm" visits every timestep, "ddim" ``steps`` of them."""
+    validate.one_of("sampler", name, SAMPLERS)
+    if name == "ddpm":
+        if steps not in (None, schedule.num_steps):
+            raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
+        return DDPMSampler(schedule, clip_sample=clip_sample)
+    return DDIMSampler(schedule, DEFAULT_DDIM_STEPS if steps is None else steps, eta=eta, clip_sample=clip_sample)
+
+
+@torch.no_grad()
+def from_checkpoint(name: str, labels: torch.Tensor, sampler: str = "ddim", steps: int | None = None,
+                    eta: float = 0.0, seed: int = 0, guidance_scale: float = 1.0, negative_label: int | None = None,
+                    directory: str | Path | None = None, progress: bool = True) -> torch.Tensor:
+    """Sample one digit per entry of ``labels`` (N,) from checkpoint ``name``: images (N, 1, 28, 28) in [-1, 1].
+
+    Guidance (``guidance_scale`` != 1 or a ``negative_label``) runs through ``GuidedModel``. A
+    latent model is sampled without clipping (scaled latents are not in [-1, 1]) and decoded.
+    """
+    loaded = checkpoint.load_model(name, directory)
+    model = loaded.model
+    if guidance_scale != 1.0 or negative_label is not None:
+        model = GuidedModel(model, guidance_scale, negative_label)  # classifier-free guidance (lesson 04)
+    latent = loaded.kind == "ldm"
+    chosen = make_sampler(loaded.schedule, sampler, steps, eta, clip_sample=not latent)
+    gen = torch.Generator().manual_seed(seed)
+    if latent:
+        autoencoder = checkpoint.load_model(loaded.card["vae"], loaded.path.parent).model
+        return ldm.sample_and_decode(model, autoencoder, chosen, labels, gen, progress)
+    cfg = loaded.model.config
+    shape = (len(labels), cfg.in_channels, cfg.image_size, cfg.image_size)
+    return sample(model, chosen, shape, labels=labels, generator=gen, progress=progress)
