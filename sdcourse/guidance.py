@@ -40,8 +40,7 @@ NUM_CLASSES = 10  # the digits 0..9 (the toy UNet's ``UNetConfig.num_classes``)
 def classifier_free_guidance(eps_uncond: Tensor, eps_cond: Tensor, guidance_scale: float) -> Tensor:
     """The guided prediction eps_uncond + guidance_scale (eps_cond - eps_uncond); shapes must match."""
     validate.same_shape("eps_uncond", eps_uncond, "eps_cond", eps_cond)
-    if not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale!r}")
+    guidance_scale = guidance_scale_value(guidance_scale)
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)  # Eq. 6, Ho and Salimans, w = scale - 1
 
 
