@@ -191,12 +191,12 @@ def classifier_real_accuracy() -> float:
 
 def nearest_training_digits(images: Tensor) -> tuple[Tensor, Tensor]:
     """Pixel L2 distance (N,) of each image (N, 1, 28, 28) in [-1, 1] to its nearest training
-    digit, and that digit's index into ``load_mnist("train")`` order as shuffled here."""
-    train = _real("train")[0].flatten(1).double()  # (N_train, 784)
-    d = torch.cdist(images.detach().cpu().flatten(1).double().clamp(-1, 1), train,
+    digit, and those digits (N, 1, 28, 28)."""
+    train = _real("train")[0]
+    d = torch.cdist(images.detach().cpu().flatten(1).double().clamp(-1, 1), train.flatten(1).double(),
                     compute_mode="donot_use_mm_for_euclid_dist")  # (N, N_train), exact
     best = d.min(1)
-    return best.values, best.indices
+    return best.values, train[best.indices]
 
 
 @lru_cache(maxsize=1)
