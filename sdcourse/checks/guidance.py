@@ -50,10 +50,9 @@ class ToyConditionalEps(torch.nn.Module):
 
 
 ONE_PASS_REASON = (
-    "Two separate calls give the same numbers, but the denoiser is the expensive part of every step, "
-    "and one call on the doubled batch reads the weights once and runs both halves in parallel: on a GPU "
-    "it takes much less than twice the time of one call. diffusers' pipelines do exactly this, and so "
-    "do the checks of lessons 04 and 08."
+    "Two separate calls give the same numbers, but the denoiser is the expensive part of every step, and "
+    "one call on the doubled batch reads its weights once and keeps the matrix products large. "
+    "diffusers' pipelines do exactly this, so the checks of lessons 04 and 08 both ask for it."
 )
 
 _SWAPPED = (
