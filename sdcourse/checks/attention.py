@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..attention import CrossAttention, attention, merge_heads, split_heads
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_attention", "check_cross_attention", "check_merge_heads", "check_split_heads"]
 
@@ -18,6 +18,7 @@ def _randint(gen: torch.Generator, low: int, high: int) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=gen))
 
 
+@exercise("attention")
 def check_attention(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(q, k, v) -> out``, softmax(q k^T / sqrt(d_k)) v on (B, h, L, d) tensors."""
     gen = generator(seed)
@@ -52,6 +53,7 @@ def check_attention(fn: Callable, trials: int = 5, seed: int | None = None) -> N
     passed("attention", trials)
 
 
+@exercise("split_heads")
 def check_split_heads(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x, heads)``: (B, L, heads*d) -> (B, heads, L, d); head i holds channels
     i*d .. (i+1)*d - 1."""
@@ -77,6 +79,7 @@ def check_split_heads(fn: Callable, trials: int = 5, seed: int | None = None) ->
     passed("split_heads", trials)
 
 
+@exercise("merge_heads")
 def check_merge_heads(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x)``: (B, heads, L, d) -> (B, L, heads*d), head 0's channels first."""
     gen = generator(seed)
@@ -113,6 +116,7 @@ def _cross_attention_variant(layer, x: Tensor, kv_from: Tensor, swap_kv: bool = 
     return layer.to_out[0](merged) if project else merged
 
 
+@exercise("cross_attention")
 def check_cross_attention(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
     """Check ``fn(x, context, to_q, to_k, to_v, to_out, heads) -> (B, L, query_dim)``.
 

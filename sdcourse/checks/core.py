@@ -5,22 +5,49 @@ build inputs with ``generator``, compute the reference, call the learner's funct
 ``call``, and hand both to ``compare`` together with the answers that typical mistakes would give.
 ``compare`` raises ``CheckFailed`` naming the first element that differs, the expected and the
 received value, and the likely cause when the answer matches a known mistake. A passing check
-prints one line (``passed``).
+prints one line (``passed``). Each check is wrapped by ``exercise(name)``, which records the
+attempt (for ``hints.hint``) and ends a failure with where to find a hint.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-__all__ = ["CheckFailed", "call", "compare", "generator", "passed"]
+__all__ = ["CheckFailed", "attempted", "call", "compare", "exercise", "generator", "passed"]
+
+attempted: set[str] = set()  # exercises whose check has run on an answer (not on the unfilled stub)
 
 
 class CheckFailed(AssertionError):
     """The learner's answer differs from the reference; the message says where and why."""
+
+
+def exercise(name: str) -> Callable:
+    """Decorate ``check_<name>``: an answer that is not the unfilled stub (``NotImplementedError``)
+    counts as an attempt, and a failure ends with the two hint levels of ``hints.hint``."""
+
+    def wrap(check: Callable) -> Callable:
+        @functools.wraps(check)
+        def run(fn: Callable, *args, **kwargs):
+            try:
+                result = check(fn, *args, **kwargs)
+            except NotImplementedError:
+                raise
+            except CheckFailed as err:
+                attempted.add(name)
+                raise CheckFailed(f"{err}\nStuck? checks.hint({name!r}) for what to think about, "
+                                  f"checks.hint({name!r}, 2) for the recipe.") from err.__cause__
+            attempted.add(name)
+            return result
+
+        return run
+
+    return wrap
 
 
 def compare(
@@ -34,8 +61,9 @@ def compare(
 ) -> None:
     """Raise ``CheckFailed`` unless ``got`` equals ``expected`` within tolerance.
 
-    ``mistakes`` maps a description of a typical mistake to the value that mistake produces; when
-    ``got`` matches one, the message names it as the likely cause.
+    ``mistakes`` maps a description of a typical mistake to the value that mistake produces (or a
+    tuple of values, one per valid way of writing the rest); when ``got`` matches one, the message
+    names it as the likely cause.
     """
     where = f" ({context})" if context else ""
     if not isinstance(got, torch.Tensor):
@@ -53,11 +81,15 @@ def compare(
             f"but is {got64[index].item():.6g} (max abs difference {error.max().item():.3g})"
         )
     for cause, wrong in (mistakes or {}).items():
-        wrong = torch.as_tensor(wrong).detach().double().cpu()
-        if wrong.shape == got64.shape and torch.allclose(got64, wrong, atol=atol, rtol=rtol):
+        if any(_close(got64, candidate, atol, rtol) for candidate in (wrong if isinstance(wrong, tuple) else (wrong,))):
             message += f".\nLikely cause: {cause}"
             break
     raise CheckFailed(message)
+
+
+def _close(got64: Tensor, wrong, atol: float, rtol: float) -> bool:
+    wrong = torch.as_tensor(wrong).detach().double().cpu()
+    return wrong.shape == got64.shape and torch.allclose(got64, wrong, atol=atol, rtol=rtol)
 
 
 def call(fn: Callable, *args, what: str):

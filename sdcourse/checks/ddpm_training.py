@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from .core import CheckFailed, call, compare, generator, passed
+from .core import CheckFailed, call, compare, exercise, generator, passed
 
 __all__ = ["check_ddpm_loss"]
 
@@ -31,11 +31,40 @@ class _ProbeDenoiser(torch.nn.Module):
         return self.w * x_t + (t.double().reshape(-1, 1, 1, 1) / self.num_steps).to(x_t.dtype) * self.v
 
 
+def _draws(draw_seed: int, T: int, shape: tuple, eps_first: bool, low: int = 0) -> tuple[Tensor, Tensor]:
+    """(t, eps) as the learner's code draws them from ``torch.Generator().manual_seed(draw_seed)``."""
+    replay = torch.Generator().manual_seed(draw_seed)
+    if eps_first:
+        eps = torch.randn(shape, generator=replay)
+        return torch.randint(low, T, (shape[0],), generator=replay), eps
+    t = torch.randint(low, T, (shape[0],), generator=replay)
+    return t, torch.randn(shape, generator=replay)
+
+
+def _losses(probe, schedule, x0: Tensor, t: Tensor, eps: Tensor) -> dict[str, Tensor]:
+    """The simple loss and what each typical mistake gives, for one draw of (t, eps), in float64."""
+    ab = schedule.alphas_cumprod.double()[t].reshape(-1, 1, 1, 1)
+    a = schedule.alphas.double()[t].reshape(-1, 1, 1, 1)
+    x0d, epsd = x0.double(), eps.double()
+    x_t = ab.sqrt() * x0d + (1 - ab).sqrt() * epsd  # Eq. 4
+    out = probe(x_t, t)
+    return {
+        "right": F.mse_loss(out, epsd),  # Eq. 14
+        "x0": F.mse_loss(out, x0d),
+        "x_t": F.mse_loss(out, x_t),
+        "alpha": F.mse_loss(probe(a.sqrt() * x0d + (1 - a).sqrt() * epsd, t), epsd),
+        "swapped": F.mse_loss(probe((1 - ab).sqrt() * x0d + ab.sqrt() * epsd, t), epsd),
+        "sum": (out - epsd).pow(2).sum(),
+        "pixel sum": (out - epsd).pow(2).flatten(1).sum(1).mean(),
+    }
+
+
+@exercise("ddpm_loss")
 def check_ddpm_loss(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
     """Check ``fn(model, schedule, x0, generator) -> loss``, Ho et al. Algorithm 1 (the simple loss).
 
-    ``x0`` is (B, 1, 28, 28). Expected, drawing in this order from ``generator``:
-    ``t = torch.randint(0, schedule.num_steps, (B,))``, then ``eps = torch.randn(x0.shape)``;
+    ``x0`` is (B, 1, 28, 28). Expected, drawing from ``generator`` in either order:
+    ``t = torch.randint(0, schedule.num_steps, (B,))`` and ``eps = torch.randn(x0.shape)``;
     x_t = sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) eps (Eq. 4) and the mean over all elements
     of (eps - model(x_t, t))^2 (Eq. 14), a scalar.
     """
@@ -56,30 +85,29 @@ def check_ddpm_loss(fn: Callable, trials: int = 4, seed: int | None = None) -> N
                     f"ddpm_loss: the model was called with t from {t_seen.min().item()} to {t_seen.max().item()}; "
                     f"t must be an integer tensor in 0..T-1 = 0..{T - 1} (torch.randint(0, schedule.num_steps, "
                     "(B,)), as schedule.alphas_cumprod is indexed from 0).")
-        replay = torch.Generator().manual_seed(draw_seed)
-        t = torch.randint(0, T, (b,), generator=replay)
-        eps = torch.randn(x0.shape, generator=replay)
-        replay = torch.Generator().manual_seed(draw_seed)
-        t_shifted = torch.randint(1, T, (b,), generator=replay)  # Algorithm 1's 1..T read as 1..T-1
-        eps_shifted = torch.randn(x0.shape, generator=replay)
-        ab = schedule.alphas_cumprod.double()[t].reshape(-1, 1, 1, 1)
-        a = schedule.alphas.double()[t].reshape(-1, 1, 1, 1)
-        x0d, epsd = x0.double(), eps.double()
-        x_t = ab.sqrt() * x0d + (1 - ab).sqrt() * epsd  # Eq. 4
         probe = probe.double()
-        out = probe(x_t, t)
-        x_t_alpha = a.sqrt() * x0d + (1 - a).sqrt() * epsd
-        ab_s = schedule.alphas_cumprod.double()[t_shifted].reshape(-1, 1, 1, 1)
-        x_t_s = ab_s.sqrt() * x0d + (1 - ab_s).sqrt() * eps_shifted.double()
-        compare("ddpm loss", got, F.mse_loss(out, epsd), context=f"B={b}, T={T}", rtol=1e-4, atol=1e-6, mistakes={
-            "compared the prediction with x0; the network predicts the noise eps (Eq. 14).": F.mse_loss(out, x0d),
-            "compared the prediction with x_t; the target is the noise eps that made x_t.": F.mse_loss(out, x_t),
+        # both orders of the two draws are valid: t then eps, or eps then t
+        orders = [_losses(probe, schedule, x0, *_draws(draw_seed, T, x0.shape, first)) for first in (False, True)]
+        shifted = [_losses(probe, schedule, x0, *_draws(draw_seed, T, x0.shape, first, low=1))["right"]
+                   for first in (False, True)]
+        if any(isinstance(got, Tensor) and got.shape == () and torch.allclose(got.detach().double(), o["right"],
+                                                                                rtol=1e-4, atol=1e-6)
+               for o in orders):
+            continue
+
+        def both(key):
+            return tuple(o[key] for o in orders)  # noqa: B023 (called in this trial)
+
+        compare("ddpm loss", got, orders[0]["right"], context=f"B={b}, T={T}", rtol=1e-4, atol=1e-6, mistakes={
+            "compared the prediction with x0; the network predicts the noise eps (Eq. 14).": both("x0"),
+            "compared the prediction with x_t; the target is the noise eps that made x_t.": both("x_t"),
             "used alpha_t where Eq. 4 needs alpha-bar_t = schedule.alphas_cumprod[t] (the product up to t).":
-                F.mse_loss(probe(x_t_alpha, t), epsd),
+                both("alpha"),
             "sampled t from 1..T-1; with 0-based indexing t runs over 0..T-1 (torch.randint(0, T, ...)).":
-                F.mse_loss(probe(x_t_s, t_shifted), eps_shifted.double()),
-            "swapped the weights: x_t = sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) eps.":
-                F.mse_loss(probe((1 - ab).sqrt() * x0d + ab.sqrt() * epsd, t), epsd),
-            "returned the sum of squares; the simple loss is their mean.": (out - epsd).pow(2).sum(),
+                tuple(shifted),
+            "swapped the weights: x_t = sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) eps.": both("swapped"),
+            "returned the sum of squares; the simple loss is their mean.": both("sum"),
+            "summed the squared errors over each image's pixels (then averaged over the batch); the simple "
+            "loss is the mean over every element, F.mse_loss(prediction, eps).": both("pixel sum"),
         })
     passed("ddpm_loss", trials)

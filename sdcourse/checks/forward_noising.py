@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from ..schedules import NoiseSchedule
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_add_noise", "check_linear_alpha_bar", "check_snr"]
 
@@ -20,6 +20,7 @@ def _random_linear_args(gen: torch.Generator) -> tuple[int, float, float]:
     return num_steps, beta_start, beta_end
 
 
+@exercise("linear_alpha_bar")
 def check_linear_alpha_bar(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(num_steps, beta_start, beta_end) -> alpha_bar`` (shape (T,)) for the linear schedule."""
     gen = generator(seed)
@@ -58,14 +59,22 @@ def _random_batch(gen: torch.Generator, num_steps: int):
     return x0, noise, t
 
 
+@exercise("add_noise")
 def check_add_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x0, noise, t, schedule) -> x_t`` against the closed form of q(x_t | x_0)."""
     gen = generator(seed)
     for trial in range(trials):
         schedule = (NoiseSchedule.linear, NoiseSchedule.cosine)[trial % 2](1000)
         x0, noise, t = _random_batch(gen, schedule.num_steps)
+        if trial == 0:
+            t[0], t[-1] = 0, schedule.num_steps - 1  # both ends of the schedule, every run
         got = call(fn, x0, noise, t, schedule, what="add_noise")
         ab = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+
+        def _mix(alpha_bar):  # Eq. 4 with another alpha-bar (B,)
+            alpha_bar = alpha_bar.float().view(-1, 1, 1, 1)
+            return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise  # noqa: B023 (called in this trial)
+
         a = schedule.alphas[t].float().view(-1, 1, 1, 1)
         compare(
             "x_t",
@@ -80,12 +89,22 @@ def check_add_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> N
                     (1 - ab).sqrt() * x0 + ab.sqrt() * noise,
                 "used the same t for every image; index alpha-bar with the whole tensor t.":
                     schedule.add_noise(x0, noise, t[:1].expand_as(t)),
+                "indexed alphas_cumprod[t - 1]: with 0-based t, alpha-bar_t is alphas_cumprod[t] "
+                "(and at t = 0, index -1 is the LAST element in Python).": _mix(schedule.alphas_cumprod[t - 1]),
+                "used alphas_cumprod_prev[t], which is alpha-bar_{t-1}; x_t needs alpha-bar_t = "
+                "alphas_cumprod[t].": _mix(schedule.alphas_cumprod_prev[t]),
+                "the square root only on x0's factor: the noise's factor is sqrt(1 - alpha-bar_t) too "
+                "(the variances alpha-bar_t and 1 - alpha-bar_t add up to 1, not the factors).":
+                    ab.sqrt() * x0 + (1 - ab) * noise,
+                "the square root only on the noise's factor: x0's factor is sqrt(alpha-bar_t).":
+                    ab * x0 + (1 - ab).sqrt() * noise,
             },
             context=f"{schedule.name} schedule, t={t.tolist()}",
         )
     passed("add_noise", trials)
 
 
+@exercise("snr")
 def check_snr(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(alpha_bar) -> snr``, the signal-to-noise ratio alpha-bar / (1 - alpha-bar)."""
     gen = generator(seed)

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from ..unet import NULL_LABEL
-from .core import CheckFailed, call, compare, generator, passed
+from .core import CheckFailed, call, compare, exercise, generator, passed
 
-__all__ = ["ToyConditionalEps", "check_guidance", "check_guided_eps"]
+__all__ = ["ONE_PASS_REASON", "ToyConditionalEps", "check_guidance", "check_guided_eps"]
 
 
 class ToyConditionalEps(torch.nn.Module):
@@ -49,6 +49,12 @@ class ToyConditionalEps(torch.nn.Module):
         return torch.tanh(x_t * (1 + a) + b + c * x_t.roll(1, dims=-1) + time)
 
 
+ONE_PASS_REASON = (
+    "Two separate calls give the same numbers, but the denoiser is the expensive part of every step, and "
+    "one call on the doubled batch reads its weights once and keeps the matrix products large. "
+    "diffusers' pipelines do exactly this, so the checks of lessons 04 and 08 both ask for it."
+)
+
 _SWAPPED = (
     "swapped the halves: start from eps_uncond and move towards eps_cond, eps_uncond + s (eps_cond - eps_uncond)."
 )
@@ -69,6 +75,7 @@ def _guidance_mistakes(u: Tensor, c: Tensor, s: float, swapped: str = _SWAPPED) 
     }
 
 
+@exercise("guidance")
 def check_guidance(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(eps_uncond, eps_cond, guidance_scale) -> eps``, classifier-free guidance.
 
@@ -88,6 +95,7 @@ def check_guidance(fn: Callable, trials: int = 5, seed: int | None = None) -> No
     passed("guidance", trials)
 
 
+@exercise("guided_eps")
 def check_guided_eps(fn: Callable, trials: int = 3, seed: int | None = None) -> None:
     """Check ``fn(model, x_t, t, labels, guidance_scale) -> eps``, guidance in one forward pass.
 
@@ -125,6 +133,6 @@ def check_guided_eps(fn: Callable, trials: int = 3, seed: int | None = None) -> 
             raise CheckFailed(
                 f"guided_eps ({context}): the value is right, but the model was called {len(model.calls)} "
                 f"time(s) with batches {model.calls}; run ONE forward pass on the doubled batch "
-                f"torch.cat([x_t, x_t]) ({2 * batch} images), as diffusers does."
+                f"torch.cat([x_t, x_t]) ({2 * batch} images). {ONE_PASS_REASON}"
             )
     passed("guided_eps", trials)

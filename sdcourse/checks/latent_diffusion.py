@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..ldm import from_diffusion_latents, pad, to_diffusion_latents
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_from_diffusion_latents", "check_scaling_factor", "check_to_diffusion_latents"]
 
@@ -23,6 +23,7 @@ def _random_latents(gen: torch.Generator) -> Tensor:
     return offset + spread * channel_scale * torch.randn(n, 4, 7, 7, generator=gen)
 
 
+@exercise("scaling_factor")
 def check_scaling_factor(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(latents) -> scaling_factor``: one number, 1 / std of all the latents (N, 4, 7, 7).
 
@@ -59,6 +60,7 @@ def _random_posterior(gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, flo
     return mean, logvar, eps, scaling_factor
 
 
+@exercise("to_diffusion_latents")
 def check_to_diffusion_latents(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(mean, logvar, eps, scaling_factor) -> z0`` (B, 4, 8, 8) from (B, 4, 7, 7) inputs:
     a sample of q(z | x), times the scaling factor, zero-padded on the right and bottom to 8x8."""
@@ -84,6 +86,7 @@ def check_to_diffusion_latents(fn: Callable, trials: int = 5, seed: int | None =
     passed("to_diffusion_latents", trials)
 
 
+@exercise("from_diffusion_latents")
 def check_from_diffusion_latents(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(z0, scaling_factor) -> latents for the decoder``: z0 (B, 4, 8, 8) cropped to its
     top-left 7x7 and divided by the scaling factor, (B, 4, 7, 7)."""

@@ -10,7 +10,7 @@ import torch
 
 from ..samplers import DDIMSampler, DDPMSampler
 from ..schedules import NoiseSchedule
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_ddim_step", "check_ddpm_step"]
 
@@ -21,20 +21,25 @@ def _random_step_inputs(gen: torch.Generator, batch: int = 3):
     return x_t, eps
 
 
+@exercise("ddpm_step")
 def check_ddpm_step(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(model_output, t, x_t, schedule, noise) -> x_{t-1}``, Ho et al. Algorithm 2.
 
     ``model_output`` (eps_theta) and ``x_t`` are (B, 1, 28, 28), ``t`` a Python int, ``noise`` (z)
     x_t's shape. Expected: the mean 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha-bar_t) eps)
     (Eq. 11, no clipping) plus sqrt(beta-tilde_t) z, and no noise at the last step t = 0.
+    The first three trials are always t = 0, T - 1 and 1 (0-based ends of the chain, where
+    off-by-one mistakes show); ``trials`` below 3 still runs those three.
     """
     gen = generator(seed)
     T = 1000
+    trials = max(trials, 3)
     for trial in range(trials):
         schedule = (NoiseSchedule.linear, NoiseSchedule.cosine)[trial % 2](T)
-        # the last step first, then a small t (where beta-tilde_t and beta_t differ most), any t
-        low = [0, int(torch.randint(1, 30, (1,), generator=gen))]
-        t = low[trial] if trial < 2 else int(torch.randint(0, T, (1,), generator=gen))
+        # t = 0, T - 1, 1 (the off-by-one meets t = 1 after passing the others), then a small t
+        # (where beta-tilde_t and beta_t differ most), then any t
+        fixed = [0, T - 1, 1, int(torch.randint(2, 30, (1,), generator=gen))]
+        t = fixed[trial] if trial < len(fixed) else int(torch.randint(0, T, (1,), generator=gen))
         x_t, eps = _random_step_inputs(gen)
         z = torch.randn(x_t.shape, generator=gen)
         got = call(fn, eps.clone(), t, x_t.clone(), schedule, z.clone(), what="ddpm_step")
@@ -55,7 +60,13 @@ def check_ddpm_step(fn: Callable, trials: int = 5, seed: int | None = None) -> N
                 "Python; alpha-bar before the first step is 1 (use schedule.posterior_variance[t], "
                 "and add no noise at t = 0).": mean + wrapped**0.5 * z,
             })
+        if t == 1:
+            mistakes["no noise at t = 1: Algorithm 2's \"z ~ N(0, I) if t > 1\" counts t from 1 to T; with "
+                     "0-based t (0..T-1) the last step is t = 0, so add the noise if t > 0."] = mean
+        clipped = DDPMSampler(schedule, clip_sample=True).step(eps, t, x_t, noise=z).prev_sample
         mistakes.update({
+            "clipped x0_hat to [-1, 1] (DDPMSampler's default, clip_sample=True); this exercise is Eq. 11 "
+            "as written, without clipping.": clipped,
             "used beta_t as the noise variance; DDPM here uses the posterior variance "
             "beta-tilde_t = (1 - alpha-bar_{t-1}) / (1 - alpha-bar_t) beta_t "
             "(schedule.posterior_variance).":
@@ -89,6 +100,7 @@ def _ddim_eta0(x_t, eps, ab_t, ab_prev, sign=1.0, clip=False, direction_ab=None)
     return ab_prev**0.5 * x0 + (1 - d) ** 0.5 * eps
 
 
+@exercise("ddim_step")
 def check_ddim_step(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(model_output, t, t_prev, x_t, schedule) -> x_{t_prev}`` (Song et al. Eq. 12).
 

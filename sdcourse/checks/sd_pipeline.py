@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import torch
 
 from ..guidance import classifier_free_guidance
-from .core import CheckFailed, call, compare, generator, passed
+from .core import CheckFailed, call, compare, exercise, generator, passed
+from .guidance import ONE_PASS_REASON
 
 __all__ = ["check_decode", "check_guided_noise", "check_img2img_timesteps", "check_prepare_latents"]
 
@@ -24,8 +25,10 @@ class _FakeUNet:
 
     def __init__(self, channels: int, gen: torch.Generator):
         self.weight = torch.randn(channels, channels, generator=gen) / channels**0.5
+        self.calls: list[int] = []  # the batch size of every call
 
     def __call__(self, sample, timestep, encoder_hidden_states=None, return_dict=True):
+        self.calls.append(sample.shape[0])
         if encoder_hidden_states is None or encoder_hidden_states.shape[0] != sample.shape[0]:
             raise ValueError(f"the UNet needs one text embedding per latent: got latents {tuple(sample.shape)} "
                              f"and encoder_hidden_states "
@@ -36,6 +39,7 @@ class _FakeUNet:
         return SimpleNamespace(sample=out) if return_dict else (out,)
 
 
+@exercise("guided_noise")
 def check_guided_noise(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(unet, latents, t, text_embeds, guidance_scale) -> eps``: one UNet call on the doubled
     batch, then classifier-free guidance. ``text_embeds`` is (2, 77, d): [negative, prompt]."""
@@ -48,7 +52,9 @@ def check_guided_noise(fn: Callable, trials: int = 5, seed: int | None = None) -
         t = int(torch.randint(1, 1000, (1,), generator=gen))
         scale = float(torch.empty(1).uniform_(2.0, 12.0, generator=gen))
         eps_uncond, eps_cond = unet(torch.cat([latents] * 2), t, text, return_dict=False)[0].chunk(2)
+        unet.calls.clear()
         got = call(fn, unet, latents, t, text, scale, what="guided_noise")
+        calls = list(unet.calls)
         compare("guided eps", got, classifier_free_guidance(eps_uncond, eps_cond, scale), mistakes={
             "the halves are swapped: text_embeds is [negative, prompt], so the first half of the UNet's "
             "output is eps_uncond and the second eps_cond.": eps_cond + scale * (eps_uncond - eps_cond),
@@ -59,6 +65,9 @@ def check_guided_noise(fn: Callable, trials: int = 5, seed: int | None = None) -
             "returned the average of the two halves (did eps.mean(0)?); split them with eps.chunk(2).":
                 (eps_uncond + eps_cond) / 2,
         }, context=f"latents {tuple(latents.shape)}, t={t}, guidance_scale={scale:.3g}")
+        if calls != [2]:
+            raise CheckFailed(f"guided_noise: the value is right, but the UNet was called {len(calls)} time(s) "
+                              f"with batches {calls}; make ONE call on torch.cat([latents] * 2). {ONE_PASS_REASON}")
     passed("guided_noise", trials)
 
 
@@ -69,6 +78,7 @@ def _lesson08_schedulers():
     return DDIMScheduler(**schedule, clip_sample=False), EulerDiscreteScheduler(**schedule)
 
 
+@exercise("prepare_latents")
 def check_prepare_latents(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
     """Check ``fn(height, width, scheduler, generator) -> latents`` (1, 4, height/8, width/8): standard
     normal noise from ``generator`` times ``scheduler.init_noise_sigma`` (after ``set_timesteps``)."""
@@ -119,6 +129,7 @@ class _FakeVAE:
         return SimpleNamespace(sample=image) if return_dict else (image,)
 
 
+@exercise("decode")
 def check_decode(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
     """Check ``fn(vae, latents) -> image`` (B, 3, 8h, 8w) in [-1, 1]: undo the latent scaling with
     ``vae.config.scaling_factor`` (0.18215 for SD 1.x, 0.13025 for SDXL) and run the decoder."""
@@ -143,6 +154,7 @@ def check_decode(fn: Callable, trials: int = 4, seed: int | None = None) -> None
     passed("decode", trials)
 
 
+@exercise("img2img_timesteps")
 def check_img2img_timesteps(fn: Callable, trials: int = 6, seed: int | None = None) -> None:
     """Check ``fn(scheduler, num_inference_steps, strength) -> timesteps``: after
     ``scheduler.set_timesteps(num_inference_steps)``, the last int(num_inference_steps x strength)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..vae import kl_divergence, negative_elbo, reparameterize
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_kl_divergence", "check_negative_elbo", "check_reparameterize"]
 
@@ -23,6 +23,7 @@ def _random_gaussian(gen: torch.Generator, trial: int) -> tuple[Tensor, Tensor]:
     return mean, logvar
 
 
+@exercise("reparameterize")
 def check_reparameterize(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(mean, logvar, eps) -> z = mean + exp(logvar / 2) * eps`` (Kingma and Welling, Eq. 10)."""
     gen = generator(seed)
@@ -40,6 +41,7 @@ def check_reparameterize(fn: Callable, trials: int = 5, seed: int | None = None)
     passed("reparameterize", trials)
 
 
+@exercise("kl_divergence")
 def check_kl_divergence(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(mean, logvar) -> KL(N(mean, exp(logvar)) || N(0, I))`` per sample, shape (B,)."""
     gen = generator(seed)
@@ -60,9 +62,11 @@ def check_kl_divergence(fn: Callable, trials: int = 5, seed: int | None = None) 
     passed("kl_divergence", trials)
 
 
+@exercise("negative_elbo")
 def check_negative_elbo(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x, x_hat, mean, logvar, beta) -> -ELBO`` per sample (B,): the sum of squared errors
-    over pixels plus beta times the KL (a Gaussian decoder with fixed variance)."""
+    over pixels plus beta times the KL (a Gaussian decoder with fixed variance sigma^2 = 1/2, so
+    ||x - x_hat||^2 / (2 sigma^2) is the plain sum)."""
     gen = generator(seed)
     for trial in range(trials):
         mean, logvar = _random_gaussian(gen, trial)
@@ -81,5 +85,10 @@ def check_negative_elbo(fn: Callable, trials: int = 5, seed: int | None = None) 
                     "used the mean squared error; the Gaussian log-likelihood sums over pixels.":
                         (x - x_hat).pow(2).flatten(1).mean(1) + beta * kl,
                     "returned the batch mean; return one value per sample, shape (B,).": (sse + beta * kl).mean(),
+                    "halved the squared errors: 0.5 * SSE is -log p(x | z) for a decoder of variance "
+                    "sigma^2 = 1; this course's decoder has sigma^2 = 1/2, so ||x - x_hat||^2 / (2 sigma^2) is "
+                    "the full sum (lesson 05).": 0.5 * sse + beta * kl,
+                    "halved both terms: 0.5 * SSE + 0.5 * beta * KL is half the loss (sigma^2 = 1 again); with "
+                    "sigma^2 = 1/2 it is SSE + beta * KL.": 0.5 * (sse + beta * kl),
                 }, rtol=1e-4, atol=1e-3)
     passed("negative_elbo", trials)

@@ -10,12 +10,13 @@ FID of ``sdcourse.evaluate``, the diversity within a digit and the fraction of s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import evaluate, validate
+from .. import config, evaluate, validate
 from ..guidance import NUM_CLASSES, GuidedModel, digit_labels, guidance_scale_value
 from ..sampling import sample
 
@@ -105,9 +106,12 @@ class ScaleResult:
     guidance_scale: float  # 0 = unconditional, 1 = no guidance; the paper's w = guidance_scale - 1
     accuracy: float  # fraction of samples the evaluation classifier reads as the label asked for
     fid: float  # classifier-feature FID against as many real test digits: lower = closer to real digits
-    fid_floor: float  # the FID of real digits against real digits at the same count (the best possible)
+    fid_floor: float  # real training digits against the same test digits, mean over subsets (a reference)
     diversity: float  # mean pairwise feature distance within a label: lower = more alike
     saturated: float  # fraction of pixels at pure black or white (|x| >= 0.98)
+    fid_floor_sd: float  # the floor's sd over disjoint training subsets (evaluate.real_floor)
+    fid_test_vs_test: float  # test digits against other test digits (evaluate.test_vs_test)
+    classifier_real_accuracy: float  # the classifier on real digits: the ceiling of the accuracy curve
 
 
 def measure_scales(samples: dict[float, Tensor], labels: Tensor, progress: bool = False) -> list[ScaleResult]:
@@ -128,5 +132,19 @@ def measure_scales(samples: dict[float, Tensor], labels: Tensor, progress: bool 
             fid_floor=quality.fid_floor,
             diversity=within_class_diversity(images, labels),
             saturated=saturated_fraction(images),
+            fid_floor_sd=quality.fid_floor_sd,
+            fid_test_vs_test=quality.fid_test_vs_test,
+            classifier_real_accuracy=quality.classifier_real_accuracy,
         ))
     return rows
+
+
+SHIPPED = config.REPO_ROOT / "bench" / "results" / "guidance_sweep.json"
+
+
+def load_shipped() -> dict:
+    """The full-size sweep ``bench/guidance_sweep.py`` wrote: its "command", "hardware",
+    "num_samples", "steps" and one ``ScaleResult`` as a dict per scale in "rows"."""
+    if not SHIPPED.exists():
+        raise FileNotFoundError(f"no shipped sweep at {SHIPPED}; run bench/guidance_sweep.py to make it")
+    return json.loads(SHIPPED.read_text())
