@@ -5,8 +5,8 @@ Oracles: ``EulerDiscreteScheduler``, ``HeunDiscreteScheduler`` and
 our float64 alpha-bar as in ``test_samplers.py`` ("Precision" there), driven by the loop of
 ``StableDiffusionPipeline`` (x_T scaled by ``init_noise_sigma``, ``scale_model_input`` before each
 network call). Independent of ``diffusers``: DDIM is Euler on DDIM's timesteps; on Gaussian data
-the probability-flow ODE has a closed-form solution, and each solver's error shrinks with the
-number of steps at the rate of its order.
+the probability-flow ODE has a closed-form solution (``experiments.faster_sampling.GaussianData``),
+and each solver's error shrinks with the number of steps at the rate of its order.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
 
+from sdcourse.experiments.faster_sampling import GaussianData, ode_error
 from sdcourse.samplers import DDIMSampler, sample
 from sdcourse.schedules import NoiseSchedule
 from sdcourse.solvers import (
@@ -61,30 +62,13 @@ def oracle(name, schedule_name, n, karras=False, **kwargs):
     return schedule, scheduler
 
 
-class GaussianDataModel(torch.nn.Module):
-    """The exact eps for data x_0 ~ N(0, c^2 I): E[eps | x_t] = sqrt(1 - ab) x_t / (ab c^2 + 1 - ab).
-
-    alpha-bar at a fractional t is read from log sigma interpolated linearly in t (the inverse of
-    ``sigma_to_timestep``), so the model and the solvers agree on the noise level.
-    """
-
-    def __init__(self, schedule, c):
-        super().__init__()
-        self.log_sigmas, self.c = np.log(schedule_sigmas(schedule)), c
-
-    def forward(self, x_t, t, labels=None):
-        sigma = np.exp(np.interp(t.double().numpy(), np.arange(len(self.log_sigmas)), self.log_sigmas))
-        ab = torch.tensor(1 / (1 + sigma**2), dtype=x_t.dtype).view(-1, 1, 1, 1)
-        return (1 - ab).sqrt() * x_t / (ab * self.c**2 + 1 - ab)
-
-
 class FakeModel(torch.nn.Module):
     """A fixed eps(x_t, t, y) that accepts fractional t: the exact eps of Gaussian data (below)
     plus a smooth nonlinear, time- and label-dependent perturbation, so samples stay image-sized."""
 
     def __init__(self, schedule=None, dim=36, seed=0):
         super().__init__()
-        self.exact = GaussianDataModel(schedule or NoiseSchedule.linear(T), c=0.5)
+        self.exact = GaussianData(schedule or NoiseSchedule.linear(T), c=0.5)
         gen = torch.Generator().manual_seed(seed)
         self.W = torch.nn.Parameter(torch.randn(dim, dim, generator=gen) / dim**0.5)
         self.v = torch.nn.Parameter(torch.randn(10, dim, generator=gen) * 0.05)
@@ -237,24 +221,8 @@ def test_dpmsolver_first_order_step_is_ddim_float64():
     torch.testing.assert_close(out.prev_sample, ddim, rtol=1e-10, atol=1e-10)
 
 
-def ode_errors(make_sampler, steps, c=0.5):
-    """Max error at x_0 against the exact flow x(0) = x(sigma_max) c / sqrt(c^2 + sigma_max^2)."""
-    schedule = NoiseSchedule.linear(T)
-    model = GaussianDataModel(schedule, c)
-    errors = []
-    for n in steps:
-        sampler = make_sampler(schedule, n)
-        gen = torch.Generator().manual_seed(0)
-        x_T = torch.randn(SHAPE, generator=gen, dtype=torch.float64) * sampler.init_noise_sigma
-        x = x_T
-        for t in sampler.timesteps:
-            x = sampler.step(model(sampler.scale_model_input(x, t), t.expand(SHAPE[0])), t, x).prev_sample
-        sigma_max = float(sampler.sigmas[0])
-        if isinstance(sampler, DPMSolverSampler):  # it starts from x_t = x(sigma_max) / sqrt(sigma_max^2 + 1)
-            x_T = x_T * math.sqrt(sigma_max**2 + 1)
-        exact = x_T * c / math.sqrt(c**2 + sigma_max**2)
-        errors.append(max_diff(x, exact))
-    return errors
+def ode_errors(make_sampler, steps):
+    return [ode_error(make_sampler, n) for n in steps]
 
 
 def test_solvers_converge_at_their_order_on_gaussian_data():

@@ -19,7 +19,8 @@ from .. import evaluate, validate
 from ..data import load_mnist
 from ..samplers import DDIMSampler, DDPMSampler
 from ..sampling import sample
-from ..solvers import DPMSolverSampler, EulerSampler, HeunSampler
+from ..schedules import NoiseSchedule
+from ..solvers import DPMSolverSampler, EulerSampler, HeunSampler, schedule_sigmas
 
 Tensor = torch.Tensor
 
@@ -48,6 +49,49 @@ class SweepRow:
     fid: float
     fid_sd: float
     ms_per_image: float
+
+
+class GaussianData(torch.nn.Module):
+    """The exact noise predictor for data x_0 ~ N(0, c^2 I), whose ODE has a closed-form solution.
+
+    With x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps, E[eps | x_t] = sqrt(1 - ab) x_t / (ab c^2 + 1 - ab),
+    and the probability-flow ODE in sigma carries x(sigma_max) to x(0) = x(sigma_max) c / sqrt(c^2 +
+    sigma_max^2) (``exact_x0``). alpha-bar at a fractional t comes from log sigma interpolated
+    linearly in t, the inverse of ``solvers.sigma_to_timestep``, so model and solver agree on it.
+    """
+
+    def __init__(self, schedule, c: float = 0.5):
+        super().__init__()
+        self.log_sigmas = torch.from_numpy(schedule_sigmas(schedule)).log()
+        self.c = validate.number("c", c, 0.0, low_open=True)
+
+    def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        t = t.double().clamp(0, len(self.log_sigmas) - 1)
+        low = t.floor().long().clamp(max=len(self.log_sigmas) - 2)
+        log_sigma = torch.lerp(self.log_sigmas[low], self.log_sigmas[low + 1], t - low)
+        ab = (1 / (1 + log_sigma.exp() ** 2)).to(x_t.dtype).view(-1, *[1] * (x_t.ndim - 1))
+        return (1 - ab).sqrt() * x_t / (ab * self.c**2 + 1 - ab)
+
+
+def exact_x0(x_T: Tensor, sampler, c: float) -> Tensor:
+    """Where the exact ODE takes ``sampler``'s starting point x_T (already times init_noise_sigma)."""
+    sigma_max = float(sampler.sigmas[0])
+    if sampler.init_noise_sigma == 1.0:  # DPM-Solver starts from x_t itself: x(sigma_max) = x_T sqrt(sigma^2 + 1)
+        x_T = x_T * (sigma_max**2 + 1) ** 0.5
+    return x_T * c / (c**2 + sigma_max**2) ** 0.5
+
+
+def ode_error(make_sampler, num_inference_steps: int, c: float = 0.5, shape=(64, 1, 4, 4), seed: int = 0,
+              schedule=None) -> float:
+    """Mean absolute error at x_0 of one solver on Gaussian data, against the exact ODE solution."""
+    schedule = schedule if schedule is not None else NoiseSchedule.linear(1000)
+    sampler = make_sampler(schedule, num_inference_steps)
+    model = GaussianData(schedule, c)
+    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = x_T * sampler.init_noise_sigma
+    for t in sampler.timesteps:
+        x = sampler.step(model(sampler.scale_model_input(x, t), t.expand(shape[0])), t, x).prev_sample
+    return float((x - exact_x0(x_T * sampler.init_noise_sigma, sampler, c)).abs().mean())
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
