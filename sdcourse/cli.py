@@ -166,7 +166,7 @@ def _digits(args, labels: torch.Tensor) -> torch.Tensor:
     return digits.from_checkpoint(args.model, labels, sampler=args.sampler, steps=args.steps, eta=args.eta,
                                   seed=args.seed, guidance_scale=args.guidance_scale,
                                   negative_label=args.negative_label, directory=args.checkpoints,
-                                  progress=not args.json)
+                                  progress=not args.json, karras=args.karras)
 
 
 def _guidance_text(args) -> str:
@@ -203,7 +203,7 @@ def cmd_evaluate(args) -> int:
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
-    name = f"{args.sampler}-{args.steps or (1000 if args.sampler == 'ddpm' else 50)}"
+    name = f"{args.sampler}{'-karras' if args.karras else ''}-{args.steps or (1000 if args.sampler == 'ddpm' else 50)}"
     if args.guidance_scale != 1.0 or args.negative_label is not None:
         name += f"-cfg{args.guidance_scale:g}" + ("" if args.negative_label is None else f"-neg{args.negative_label}")
     if args.card:
@@ -268,8 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, func, help)
         sub.add_argument("--model", default="ddpm_mnist", help="checkpoint name in checkpoints/")
         sub.add_argument("--checkpoints", default=None, help="folder holding the checkpoint (default checkpoints/)")
-        sub.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-        sub.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50); DDPM uses all 1000")
+        sub.add_argument("--sampler", choices=list(digits.SAMPLERS), default="ddim",
+                         help="ddpm, ddim (lesson 03) or an ODE solver: euler, heun, dpmsolver (lesson 11)")
+        sub.add_argument("--steps", type=int, default=None,
+                         help="steps of ddim and the solvers (default 50; heun evaluates the network 2 steps - 1 "
+                              "times); ddpm uses all 1000")
+        sub.add_argument("--karras", action="store_true", help="Karras et al.'s sigmas for euler, heun, dpmsolver")
         sub.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of digits")

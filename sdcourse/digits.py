@@ -17,26 +17,34 @@ from . import checkpoint, ldm, validate
 from .guidance import GuidedModel
 from .samplers import DDIMSampler, DDPMSampler, sample
 from .schedules import NoiseSchedule
+from .solvers import DPMSolverSampler, EulerSampler, HeunSampler
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "euler", "heun", "dpmsolver")
 DEFAULT_DDIM_STEPS = 50
+SOLVERS = {"euler": EulerSampler, "heun": HeunSampler, "dpmsolver": DPMSolverSampler}  # lesson 11
 
 
 def make_sampler(schedule: NoiseSchedule, name: str = "ddim", steps: int | None = None, eta: float = 0.0,
-                 clip_sample: bool = True) -> DDPMSampler | DDIMSampler:
-    """Lesson 03's sampler ``name`` on ``schedule``: "ddpm" visits every timestep, "ddim" ``steps`` of them."""
+                 clip_sample: bool = True, karras: bool = False):
+    """The sampler ``name`` on ``schedule``: "ddpm" visits every timestep; "ddim" (lesson 03) and the
+    ODE solvers "euler", "heun", "dpmsolver" (lesson 11, ``karras`` for Karras sigmas) ``steps`` of them."""
     validate.one_of("sampler", name, SAMPLERS)
+    if karras and name not in SOLVERS:
+        raise ValueError(f"--karras needs one of the ODE solvers {tuple(SOLVERS)}, got sampler {name!r}")
     if name == "ddpm":
         if steps not in (None, schedule.num_steps):
             raise ValueError(f"--steps must be {schedule.num_steps} (or omitted) with the DDPM sampler, got {steps}")
         return DDPMSampler(schedule, clip_sample=clip_sample)
-    return DDIMSampler(schedule, DEFAULT_DDIM_STEPS if steps is None else steps, eta=eta, clip_sample=clip_sample)
+    steps = DEFAULT_DDIM_STEPS if steps is None else steps
+    if name in SOLVERS:
+        return SOLVERS[name](schedule, steps, use_karras_sigmas=karras)
+    return DDIMSampler(schedule, steps, eta=eta, clip_sample=clip_sample)
 
 
 @torch.no_grad()
 def from_checkpoint(name: str, labels: torch.Tensor, sampler: str = "ddim", steps: int | None = None,
                     eta: float = 0.0, seed: int = 0, guidance_scale: float = 1.0, negative_label: int | None = None,
-                    directory: str | Path | None = None, progress: bool = True) -> torch.Tensor:
+                    directory: str | Path | None = None, progress: bool = True, karras: bool = False) -> torch.Tensor:
     """Sample one digit per entry of ``labels`` (N,) from checkpoint ``name``: images (N, 1, 28, 28) in [-1, 1].
 
     Guidance (``guidance_scale`` != 1 or a ``negative_label``) runs through ``GuidedModel``. A
@@ -47,7 +55,7 @@ def from_checkpoint(name: str, labels: torch.Tensor, sampler: str = "ddim", step
     if guidance_scale != 1.0 or negative_label is not None:
         model = GuidedModel(model, guidance_scale, negative_label)  # classifier-free guidance (lesson 04)
     latent = loaded.kind == "ldm"
-    chosen = make_sampler(loaded.schedule, sampler, steps, eta, clip_sample=not latent)
+    chosen = make_sampler(loaded.schedule, sampler, steps, eta, clip_sample=not latent, karras=karras)
     gen = torch.Generator().manual_seed(seed)
     if latent:
         autoencoder = checkpoint.load_model(loaded.card["vae"], loaded.path.parent).model

@@ -126,6 +126,12 @@ class DDPMSampler:
         self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1, dtype=torch.int64)  # (T,) T-1..0
         self._timestep_set = frozenset(range(schedule.num_steps))
 
+    init_noise_sigma = 1.0  # x_T ~ N(0, I) (the common contract with sdcourse.solvers)
+
+    def scale_model_input(self, x_t: Tensor, t) -> Tensor:
+        """The model takes x_t as it is (the common contract; the sigma-space solvers rescale)."""
+        return x_t
+
     def prev_timestep(self, t) -> int:
         """The timestep after ``t`` in the reverse process: t - 1 (-1 after the last step)."""
         return _as_int_timestep(t) - 1
@@ -221,6 +227,12 @@ class DDIMSampler:
         self.step_ratio = T // num_inference_steps  # k: timesteps skipped per step ("leading" spacing)
         self.timesteps = torch.arange(num_inference_steps, dtype=torch.int64).flip(0) * self.step_ratio  # (n,)
         self._timestep_set = frozenset(self.timesteps.tolist())
+
+    init_noise_sigma = 1.0  # x_T ~ N(0, I)
+
+    def scale_model_input(self, x_t: Tensor, t) -> Tensor:
+        """The model takes x_t as it is (the common contract)."""
+        return x_t
 
     def prev_timestep(self, t) -> int:
         """The next timestep visited after ``t``: t - k (negative after the last step: x_0)."""

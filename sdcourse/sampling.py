@@ -1,9 +1,10 @@
 """The sampling loop: from x_T ~ N(0, I) down to x_0 with any sampler (lesson 03; also 02, 04, 07).
 
 ``sample(model, sampler, shape)`` is the loop of a ``diffusers`` pipeline with the denoiser and the
-sampler kept apart: at each of ``sampler.timesteps`` it asks the model for eps_theta(x_t, t, y)
-and hands it to ``sampler.step``, which returns the sample at the previous timestep (the
-samplers and their equations are in ``samplers.py``). ``return_trajectory`` keeps every x_t and
+sampler kept apart: it starts from noise scaled by ``sampler.init_noise_sigma``, and at each of
+``sampler.timesteps`` asks the model for eps_theta(``sampler.scale_model_input(x, t)``, t, y) and
+hands it to ``sampler.step``, which returns the sample at the previous timestep (the samplers
+and their equations are in ``samplers.py`` and ``solvers/``). ``return_trajectory`` keeps every x_t and
 predicted x_0 for lesson 03's figures and animation.
 """
 
@@ -53,7 +54,8 @@ def sample(
 
     Args:
         model: ``model(x_t, t, labels) -> eps``: x_t (B, C, H, W), t int64 (B,), labels (B,)/None.
-        sampler: a ``DDPMSampler`` or ``DDIMSampler`` (anything with ``timesteps`` and ``step``).
+        sampler: ``DDPMSampler``, ``DDIMSampler`` or a solver from ``sdcourse.solvers``: anything
+            with ``timesteps``, ``init_noise_sigma``, ``scale_model_input`` and ``step``.
         shape: (B, C, H, W) of the samples.
         labels: int64 class labels (B,), or None for an unconditional model.
         generator: draws x_T (on the generator's device, then moved) and the sampler's noise.
@@ -63,8 +65,11 @@ def sample(
     Returns:
         x_0, (B, C, H, W); with ``return_trajectory``, the pair ``(x_0, trajectory)``.
     """
-    if not (hasattr(sampler, "timesteps") and callable(getattr(sampler, "step", None))):
-        raise ValueError(f"sampler must be a DDPMSampler or DDIMSampler, got {type(sampler).__name__}")
+    if not all(hasattr(sampler, name) for name in ("timesteps", "init_noise_sigma", "scale_model_input", "step")):
+        raise ValueError(
+            "sampler must follow the scheduler contract (timesteps, init_noise_sigma, scale_model_input, step), "
+            f"like DDPMSampler, DDIMSampler or sdcourse.solvers' samplers; got {type(sampler).__name__}"
+        )
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"shape must be (B, C, ...) with every size >= 1, got {shape}")
@@ -78,11 +83,12 @@ def sample(
 
     rand_device = generator.device if generator is not None else device
     x = torch.randn(shape, generator=generator, device=rand_device).to(device)  # x_T ~ N(0, I)
+    x = x * sampler.init_noise_sigma  # 1, or sigma_max for the solvers that work in sigma (lesson 11)
     xs, x0s = [x.cpu()] if return_trajectory else None, []
     name = type(sampler).__name__.replace("Sampler", "")
     for t in tqdm(sampler.timesteps, desc=f"{name} sampling", disable=not progress, leave=False):
-        t_batch = torch.full((batch,), int(t), dtype=torch.int64, device=device)  # (B,)
-        eps = model(x, t_batch, labels)
+        t_batch = t.to(device).expand(batch)  # (B,): int64 for DDPM/DDIM, fractional for Euler/Heun
+        eps = model(sampler.scale_model_input(x, t), t_batch, labels)
         out = sampler.step(eps, t, x, generator=generator)
         x = out.prev_sample
         if return_trajectory:

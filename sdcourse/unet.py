@@ -229,7 +229,7 @@ class UNet(nn.Module):
         return emb + self.class_emb(labels)
 
     def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Predict eps from x_t (B, C, H, W), integer t (B,) or scalar, labels (B,) in 0..num_classes.
+        """Predict eps from x_t (B, C, H, W), t (B,) or scalar (integer, or fractional), labels (B,) in 0..num_classes.
 
         ``labels`` entries equal to ``NULL_LABEL`` (= num_classes = 10), or ``labels=None``, mean
         "no label". Returns eps (B, C, H, W) in x_t's memory format.
@@ -255,8 +255,8 @@ class UNet(nn.Module):
             raise ValueError(f"x_t must have shape (B, {', '.join(map(str, expected))}), got {tuple(x_t.shape)}")
         batch = x_t.shape[0]
         t = torch.as_tensor(t, device=x_t.device)
-        if t.dtype.is_floating_point or t.dtype == torch.bool:
-            raise ValueError(f"t must be an integer tensor, got dtype {t.dtype}")
+        if t.dtype == torch.bool or t.is_complex():  # fractional t is fine: the solvers of lesson 11 use it
+            raise ValueError(f"t must be an integer or real tensor, got dtype {t.dtype}")
         if t.ndim == 0:
             t = t.expand(batch)
         if t.shape != (batch,):

@@ -67,3 +67,20 @@ def test_sample_writes_png(tiny_dir, tmp_path, capsys):
     assert report["labels"] == [1, 7, 1, 7]
     image = Image.open(out)
     assert image.size[0] > 28 and image.size[1] > 28
+
+
+@pytest.mark.parametrize("sampler, extra", [("euler", []), ("heun", ["--karras"]), ("dpmsolver", ["--karras"])])
+def test_sample_with_an_ode_solver(sampler, extra, tiny_dir, tmp_path, capsys):
+    out = tmp_path / f"{sampler}.png"
+    argv = ["sample", "--model", "tiny", "--checkpoints", str(tiny_dir), "--n", "2", "--steps", "3",
+            "--sampler", sampler, *extra, "--out", str(out), "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["sampler"] == sampler
+    assert out.stat().st_size > 0
+
+
+def test_karras_needs_an_ode_solver(tiny_dir, tmp_path, capsys):
+    argv = ["sample", "--model", "tiny", "--checkpoints", str(tiny_dir), "--n", "2", "--karras",
+            "--out", str(tmp_path / "x.png")]
+    assert main(argv) == 2
+    assert "--karras" in capsys.readouterr().err

@@ -405,7 +405,7 @@ BAD = {
     ),
     "not a sampler": (
         lambda: sample(LinearModel(16), "ddim", (2, 1, 4, 4)),
-        r"sampler must be .*str",
+        r"sampler must follow .*got str",
     ),
 }
 
