@@ -11,7 +11,7 @@ import torch
 
 from ..schedules import NoiseSchedule
 from ..solvers import schedule_sigmas
-from .core import call, compare, generator, passed
+from .core import call, compare, exercise, generator, passed
 
 __all__ = ["check_dpm_solver_step", "check_euler_step"]
 
@@ -20,6 +20,7 @@ def _pair(gen: torch.Generator, batch: int = 3):
     return torch.randn(batch, 1, 8, 8, generator=gen), torch.randn(batch, 1, 8, 8, generator=gen)
 
 
+@exercise("euler_step")
 def check_euler_step(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(model_output, sigma, sigma_next, x) -> x_next``: one Euler step of dx/dsigma.
 
@@ -65,6 +66,7 @@ def dpm_solver_2m_reference(x, x0, x0_prev, t_prev: int, t: int, t_next: int, sc
         alpha=alpha, sigma=sigma, lam=lam, h=h, r=r)
 
 
+@exercise("dpm_solver_step")
 def check_dpm_solver_step(fn: Callable, trials: int = 5, seed: int | None = None) -> None:
     """Check ``fn(x, x0, x0_prev, t_prev, t, t_next, schedule) -> x at t_next``: DPM-Solver++(2M).
 

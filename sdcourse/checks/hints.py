@@ -114,6 +114,18 @@ HINTS: dict[str, tuple[str, str]] = {
         "strength, and at which end of the schedule are they?",
         "scheduler.set_timesteps(num_inference_steps); keep = int(num_inference_steps * strength); "
         "return scheduler.timesteps[num_inference_steps - keep:]."),
+    # 11 faster sampling
+    "euler_step": (
+        "What is the network's guess of the clean digit at this noise level, which way does x move "
+        "as sigma falls, and how far?",
+        "pred_x0 = x - sigma * model_output; slope = (x - pred_x0) / sigma; "
+        "return x + (sigma_next - sigma) * slope."),
+    "dpm_solver_step": (
+        "Which quantities belong to one timestep (alpha, sigma, lambda at each of the three), and "
+        "which combine them (h, r, D)? Build them in that order.",
+        "alpha_k = sqrt(ab_k), sigma_k = sqrt(1 - ab_k), lam_k = log(alpha_k / sigma_k) for t_prev, t, t_next; "
+        "h = lam_next - lam_t; r = (lam_t - lam_prev) / h; D = x0 + (x0 - x0_prev) / (2 r); "
+        "return sigma_next / sigma_t * x - alpha_next * (exp(-h) - 1) * D."),
 }
 
 
