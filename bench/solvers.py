@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from sdcourse import checkpoint
-from sdcourse.experiments.faster_sampling import SAMPLERS, smallest_nfe, sweep
+from sdcourse.experiments.faster_sampling import SAMPLERS, references, smallest_nfe, sweep
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,9 +54,11 @@ def main() -> None:
     result = {
         "checkpoint": "ddpm_mnist", "checkpoint_training_steps": ddpm.card.get("step"),
         "num_samples": args.num_samples, "seeds": args.seeds, "guidance": "none (scale 1)",
-        "measured": "conditional accuracy (course classifier) and FID against as many real test digits, "
+        "measured": "conditional accuracy (course classifier) and FID against as many real test digits "
+                    "(sdcourse.evaluate.evaluate_samples), "
                     "mean and sd over seeds; DDPM and DDIM clip x0-hat (their default), the solvers do not "
                     "(diffusers' defaults)",
+        "references": references(args.num_samples),
         "rows": [asdict(r) for r in rows], "smallest_nfe_at_95pct_of_ddpm": smallest,
         "wall_seconds": time.perf_counter() - start,
         "command": "PYTHONPATH=. python bench/solvers.py " + " ".join(sys.argv[1:]),

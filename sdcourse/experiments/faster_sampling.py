@@ -2,7 +2,7 @@
 
 Each sampler of lessons 03 and 11 (``samplers``, ``solvers``) samples the same digits from the
 same seeds; ``measure_sampler`` reports conditional accuracy (the course classifier) and FID
-against as many real test digits, each as mean +/- sd over the seeds, with the number of network
+against as many real test digits, each as mean +/- sd over the seeds (``evaluate``), with the number of network
 evaluations (NFE = ``len(sampler.timesteps)``) and the wall time per image. ``notebooks/11``
 reads the full run's table, ``bench/solvers.py`` makes it.
 """
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from .. import evaluate, validate
-from ..data import load_mnist
 from ..samplers import DDIMSampler, DDPMSampler
 from ..sampling import sample
 from ..schedules import NoiseSchedule
@@ -99,15 +98,19 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def real_test_features(n: int) -> Tensor:
-    """Classifier features of n real test digits (a fixed random subset): FID's reference."""
-    test = load_mnist("test", verbose=False)
-    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
-    return evaluate.features_and_logits(test.images[chosen])[0]
+def references(n: int) -> dict:
+    """What real digits score at n (``evaluate``): the FID floor's mean and sd over training subsets,
+    test vs test, and the classifier's accuracy on real digits (the ceiling of accuracy)."""
+    floor_mean, floor_sd, subsets = evaluate.real_floor(n)
+    test_vs_test, test_n = evaluate.test_vs_test(n)
+    return {"fid_floor_mean": floor_mean, "fid_floor_sd": floor_sd, "fid_floor_subsets": subsets,
+            "fid_test_vs_test": test_vs_test, "fid_test_vs_test_n": test_n,
+            "classifier_real_accuracy": evaluate.classifier_real_accuracy()}
 
 
-def measure_sampler(model, name: str, make_sampler, labels: Tensor, seeds, real_features: Tensor) -> SweepRow:
-    """Sample ``labels`` once per seed with a fresh ``make_sampler()``; accuracy and FID over seeds."""
+def measure_sampler(model, name: str, make_sampler, labels: Tensor, seeds) -> SweepRow:
+    """Sample ``labels`` once per seed with a fresh ``make_sampler()``; accuracy and FID
+    (``evaluate.evaluate_samples``: against as many real test digits) as mean and sd over seeds."""
     seeds = [validate.integer("seed", s) for s in seeds]
     accuracies, fids, seconds = [], [], 0.0
     for seed in seeds:
@@ -116,9 +119,9 @@ def measure_sampler(model, name: str, make_sampler, labels: Tensor, seeds, real_
         images = sample(model, sampler, (len(labels), 1, 28, 28), labels,
                         torch.Generator().manual_seed(seed), progress=False).clamp(-1, 1)
         seconds += time.perf_counter() - start
-        features, logits = evaluate.features_and_logits(images)
-        accuracies.append(evaluate.conditional_accuracy(images, labels, logits))
-        fids.append(evaluate.frechet_distance(features, real_features))
+        quality = evaluate.evaluate_samples(images, labels)
+        accuracies.append(quality.accuracy)
+        fids.append(quality.fid)
     (acc, acc_sd), (fid, fid_sd) = mean_sd(accuracies), mean_sd(fids)
     return SweepRow(name, len(sampler.timesteps), sampler.num_inference_steps, acc, acc_sd, fid, fid_sd,
                     1000 * seconds / (len(seeds) * len(labels)))
@@ -131,17 +134,16 @@ def sweep(model, schedule, nfes, names=tuple(SAMPLERS), num_samples: int = 200, 
     for name in names:
         validate.one_of("sampler", name, SAMPLERS)
     labels = torch.arange(num_samples) % 10  # every digit equally often
-    real = real_test_features(num_samples)
     rows = []
     if ddpm_reference:
-        rows.append(measure_sampler(model, "ddpm", lambda: DDPMSampler(schedule), labels, seeds, real))
+        rows.append(measure_sampler(model, "ddpm", lambda: DDPMSampler(schedule), labels, seeds))
         report(format_row(rows[-1]))
     for name in names:
         for nfe in nfes:
             if name.startswith("heun") and nfe < 3:
                 continue  # one Heun step with its corrector already costs 3 evaluations
             rows.append(measure_sampler(model, name, lambda n=nfe, k=name: SAMPLERS[k](schedule, n),
-                                        labels, seeds, real))
+                                        labels, seeds))
             report(format_row(rows[-1]))
     return rows
 
