@@ -36,6 +36,7 @@ _META_KEY = "sdcourse"  # safetensors metadata is str -> str; ours is one JSON s
 MODEL_CLASSES = {  # kind -> the class that ``load_model`` builds with ``cls.from_config(model_config)``
     "ddpm": "sdcourse.unet.UNet",  # lessons 02-04: the pixel-space DDPM
     "ldm": "sdcourse.unet.UNet",  # lesson 07: the same UNet on VAE latents
+    "flow": "sdcourse.unet.UNet",  # lesson 12: the same UNet predicting a velocity (flow matching)
     "vae": "sdcourse.vae.ConvVAE",  # lesson 05: 4x7x7 latents
     "vae2d": "sdcourse.vae.MLPVAE",  # lesson 05: a 2-D latent
     "classifier": "sdcourse.evaluate.Classifier",  # the evaluation classifier

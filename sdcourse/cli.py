@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
+    sdcourse train ddpm|flow|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -117,13 +117,13 @@ def _train_config(args) -> TrainConfig:
 
 def cmd_train(args) -> int:
     default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
-               "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
+               "vae2d": "vae2d_mnist", "ldm": "ldm_mnist", "flow": "flow_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
     try:
         train_config = _train_config(args)
-        if args.model == "ddpm":
-            result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
-                                     progress=not args.json)
+        if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
+            run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
+            result = run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)
         elif args.model == "ldm":
             result = runs.train_ldm(out, train_config, args.resume, progress=not args.json)
         elif args.model in ("vae", "vae2d"):
@@ -163,6 +163,7 @@ def _check_sampling_args(args) -> None:
 
 
 def _digits(args, labels: torch.Tensor) -> torch.Tensor:
+    args.sampler = digits.sampler_for(args.model, args.checkpoints, args.sampler)  # the default depends on the kind
     return digits.from_checkpoint(args.model, labels, sampler=args.sampler, steps=args.steps, eta=args.eta,
                                   seed=args.seed, guidance_scale=args.guidance_scale,
                                   negative_label=args.negative_label, directory=args.checkpoints,
@@ -251,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d", "ldm"])
-    train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
+    train.add_argument("model", choices=["ddpm", "flow", "classifier", "vae", "vae2d", "ldm"])
+    train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm, flow)")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
     train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops with a checkpoint")
@@ -268,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, func, help)
         sub.add_argument("--model", default="ddpm_mnist", help="checkpoint name in checkpoints/")
         sub.add_argument("--checkpoints", default=None, help="folder holding the checkpoint (default checkpoints/)")
-        sub.add_argument("--sampler", choices=list(digits.SAMPLERS), default="ddim",
-                         help="ddpm, ddim (lesson 03) or an ODE solver: euler, heun, dpmsolver (lesson 11)")
+        sub.add_argument("--sampler", choices=list(digits.SAMPLERS), default=None,
+                         help="ddpm, ddim (lesson 03), euler, heun, dpmsolver (11); default ddim, euler for a flow")
         sub.add_argument("--steps", type=int, default=None,
                          help="steps of ddim and the solvers (default 50; heun evaluates the network 2 steps - 1 "
                               "times); ddpm uses all 1000")
