@@ -16,6 +16,7 @@ each lesson's checks live in a module named by what they check, in lesson order:
 - 08 ``sd_pipeline``: ``check_guided_noise``, ``check_prepare_latents``, ``check_decode``,
   ``check_img2img_timesteps``
 - 11 ``faster_sampling``: ``check_euler_step``, ``check_dpm_solver_step``
+- 12 ``flow_matching``: ``check_flow_interpolate``, ``check_velocity_target``, ``check_flow_euler_step``
 
 All of them are re-exported here, so notebooks write ``from sdcourse import checks`` and
 ``checks.check_add_noise(add_noise)``. A passing check prints one line; a failing one raises
@@ -30,6 +31,7 @@ from .attention import check_attention, check_cross_attention, check_merge_heads
 from .core import CheckFailed, call, compare, generator, passed
 from .ddpm_training import check_ddpm_loss
 from .faster_sampling import check_dpm_solver_step, check_euler_step
+from .flow_matching import check_flow_euler_step, check_flow_interpolate, check_velocity_target
 from .forward_noising import check_add_noise, check_linear_alpha_bar, check_snr
 from .guidance import ToyConditionalEps, check_guidance, check_guided_eps
 from .hints import hint
@@ -80,4 +82,8 @@ __all__ = [
     # 11 faster sampling
     "check_euler_step",
     "check_dpm_solver_step",
+    # 12 flow matching
+    "check_flow_interpolate",
+    "check_velocity_target",
+    "check_flow_euler_step",
 ]

@@ -126,6 +126,16 @@ HINTS: dict[str, tuple[str, str]] = {
         "alpha_k = sqrt(ab_k), sigma_k = sqrt(1 - ab_k), lam_k = log(alpha_k / sigma_k) for t_prev, t, t_next; "
         "h = lam_next - lam_t; r = (lam_t - lam_prev) / h; D = x0 + (x0 - x0_prev) / (2 r); "
         "return sigma_next / sigma_t * x - alpha_next * (exp(-h) - 1) * D."),
+    "flow_interpolate": (
+        "At which t is x_t the digit, at which t pure noise, and how does a straight line between two "
+        "points weigh them? Mind the shapes: one t per sample.",
+        "t = t.view(-1, 1, 1, 1); return (1 - t) * x0 + t * noise."),
+    "velocity_target": (
+        "x_t moves along a straight line as t grows from 0 to 1: differentiate it in t.",
+        "return noise - x0."),
+    "flow_euler_step": (
+        "Which way does t go while sampling, and how far does x move along v in one step?",
+        "return x + (t_next - t) * velocity."),
 }
 
 
