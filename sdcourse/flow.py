@@ -137,6 +137,28 @@ def flow_matching_loss(model: nn.Module, x0: Tensor, labels: Tensor | None, gen:
     return F.mse_loss(model(x_t, t * num_train_timesteps, labels), velocity_target(x0, noise))
 
 
+def reflow_loss(model: nn.Module, pairs: Tensor, labels: Tensor | None, gen: torch.Generator,
+                label_dropout: float = 0.1, sampling: str = "uniform", num_train_timesteps: int = 1000) -> Tensor:
+    """Rectified flow's reflow (Liu et al. 2022, Sec. 2.2, Eq. 1 with the coupling (Z_0, Z_1)): the
+    flow-matching loss on fixed pairs instead of independent draws.
+
+    ``pairs`` (B, 2C, ...) holds a sample x_0 and the noise eps it was generated from, stacked along
+    axis 1 (so that ``train.fit`` can draw them as one batch). Training on pairs the current model
+    connects straightens its paths: the 2-rectified flow. t ~ Uniform(0, 1) by default, as there.
+    """
+    validate.floating_tensor("pairs", pairs)
+    if pairs.ndim < 2 or pairs.shape[1] % 2:
+        raise ValueError(f"pairs must be (B, 2C, ...): x_0 and its noise along axis 1, got {tuple(pairs.shape)}")
+    x0, noise = pairs.chunk(2, dim=1)
+    b = x0.shape[0]
+    t = sample_timesteps(b, gen, sampling).to(x0.device, x0.dtype)
+    if labels is not None:
+        drop = torch.rand(b, generator=gen) < label_dropout
+        labels = labels.masked_fill(drop.to(labels.device), NULL_LABEL)
+    x_t = interpolate(x0, noise, t)
+    return F.mse_loss(model(x_t, t * num_train_timesteps, labels), velocity_target(x0, noise))
+
+
 class FlowMatchEulerSampler:
     """Euler's method on dx/dt = v_theta(x, t) from t = 1 (noise) to 0, the sampler of SD3.
 
