@@ -24,8 +24,10 @@ def test_straightness_of_hand_made_paths():
     assert fm.straightness(line) == pytest.approx(0.0, abs=1e-6)  # float32 points
     bent = torch.tensor([[[0.0, 0.0]], [[1.0, 1.0]], [[2.0, 0.0]]])  # the middle point is 1 off a chord of 2
     assert fm.straightness(bent) == pytest.approx(0.5)
-    both = torch.cat([line[[0, 3, 6]], bent], 1)
-    assert fm.straightness(both) == pytest.approx(0.25)
+    both = torch.cat([line[[0, 3, 6]], bent], 1)  # largest distances 0 and 1, segments 5 and 2 long
+    assert fm.straightness(both) == pytest.approx(0.5 / 3.5)
+    slow_start = bent[[0, 0, 0, 1, 2]]  # the same path with more points at its start: the same number
+    assert fm.straightness(slow_start) == pytest.approx(0.5)
 
 
 class Linear(torch.nn.Module):

@@ -25,7 +25,7 @@ from ..schedules import NoiseSchedule
 from ..train import TrainConfig, ddpm_loss, fit
 
 Tensor = torch.Tensor
-RADIUS, MODE_SD = 2.0, 0.15  # eight centres on a circle of this radius, each a Gaussian of this sd
+RADIUS, MODE_SD = 2.0, 0.25  # eight centres on a circle of this radius, each a Gaussian of this sd
 OBJECTIVES = ("ddpm", "flow")
 
 
@@ -95,15 +95,16 @@ def on_mode(points: Tensor) -> float:
 
 
 def straightness(path: Tensor) -> float:
-    """Mean over trajectories of the largest distance of a point from the segment joining its
-    trajectory's two ends, divided by that segment's length: 0 for straight paths. ``path`` is
-    (steps + 1, n, 2), as ``trajectories`` returns."""
+    """How far paths stray from straight: the largest distance of a path's points from the segment
+    joining its two ends, averaged over paths, in units of the mean length of those segments (0 for
+    straight paths, as Liu et al.'s straightness; the largest distance does not depend on where a
+    sampler puts its steps along the path). ``path`` is (steps + 1, n, 2), as ``trajectories`` returns."""
     start, end = path[0].double(), path[-1].double()
     chord = end - start
-    length = chord.norm(dim=1).clamp_min(1e-12)
-    s = ((path.double() - start) * chord).sum(-1) / length**2  # where each point projects on the chord
+    length = chord.norm(dim=1)
+    s = ((path.double() - start) * chord).sum(-1) / length.clamp_min(1e-12) ** 2  # projection on the chord
     closest = start + s.clamp(0, 1).unsqueeze(-1) * chord
-    return ((path.double() - closest).norm(dim=-1).max(0).values / length).mean().item()
+    return ((path.double() - closest).norm(dim=-1).max(0).values.mean() / length.mean()).item()
 
 
 @torch.no_grad()
