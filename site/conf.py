@@ -18,7 +18,7 @@ FAST = bool(os.environ.get("SDCOURSE_FAST"))
 
 project = "sdcourse: Stable Diffusion from first principles"
 author = "the sdcourse authors"
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinx-mathjax-offline"]  # MathJax served from the book: math renders offline
 root_doc = "site/index"
 include_patterns = ["site/index.md", "notebooks/[0-9][0-9]_*.ipynb", "docs/instructors.md"]
 exclude_patterns = ["_build", ".venv", "**/.ipynb_checkpoints"]

@@ -100,3 +100,6 @@ def test_lesson_page_loads_with_its_figures(site, lesson):
         assert not state["broken_images"], state["broken_images"]
         assert not broken_local_links(state["links"]), broken_local_links(state["links"])
         assert state["errors"] == 0, f"{lesson.stem}'s page shows a traceback"
+        if driver.execute_script("return document.querySelectorAll('.math').length"):  # MathJax, offline
+            wait_for(lambda: driver.execute_script("return document.querySelectorAll('mjx-container').length"),
+                     60, f"{lesson.stem}'s equations to render")
