@@ -36,7 +36,7 @@ exercises: $(STAMP)
 # the lessons that changed. Open $(SITE_OUT)/index.html.
 SITE_OUT ?= _build/site$(if $(SDCOURSE_FAST),-fast)
 site: $(STAMP)
-	$(BIN)/sphinx-build -b html -c site -q . $(SITE_OUT)
+	$(BIN)/sphinx-build -b html -c site -q -T . $(SITE_OUT)  # -T: a failing cell is shown in full
 	@du -sh $(SITE_OUT)
 
 # One small PNG per lesson (docs/figures/, committed, shown in the README), taken from the lessons
