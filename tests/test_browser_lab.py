@@ -91,12 +91,14 @@ def open_and_run_all(driver, base, token, path, timeout=300):
     """Open ``path`` in JupyterLab, wait for its kernel, run all cells, wait until the kernel is idle."""
     driver.get(f"{base}/lab/tree/{path}?token={token}")
     wait_for(lambda: driver.execute_script(NOTEBOOK_STATE), 120, f"{path} to open")
-    wait_for(lambda: driver.execute_script(NOTEBOOK_STATE)["kernel"] == "idle", 120, f"{path}'s kernel")
+    wait_for(lambda: (driver.execute_script(NOTEBOOK_STATE) or {}).get("kernel") == "idle", 120, f"{path}'s kernel")
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     # Run all stops at the first error: done when the first cell has run, the kernel is idle and
     # no cell is still queued ([*]).
     def finished():
-        state = driver.execute_script(NOTEBOOK_STATE)
+        state = driver.execute_script(NOTEBOOK_STATE)  # null while the panel or session is changing
+        if not state or not state["counts"]:
+            return None
         done = state["counts"][0] is not None and state["kernel"] == "idle" and state["pending"] == 0
         return state if done else None
 
