@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sdcourse-installed
 JUPYTER_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: lab test exercises clean-venv
+.PHONY: lab test exercises site figures clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ test: $(STAMP)
 
 exercises: $(STAMP)
 	$(BIN)/sdcourse exercises build
+
+# The course as a book: every lesson executed (full mode unless SDCOURSE_FAST=1 is given) and
+# rendered by Sphinx + myst-nb into $(SITE_OUT); executions are cached, so a rebuild re-runs only
+# the lessons that changed. Open $(SITE_OUT)/index.html.
+SITE_OUT ?= _build/site$(if $(SDCOURSE_FAST),-fast)
+site: $(STAMP)
+	$(BIN)/sphinx-build -b html -c site -q -T . $(SITE_OUT)  # -T: a failing cell is shown in full
+	@du -sh $(SITE_OUT)
+
+# One small PNG per lesson (docs/figures/, committed, shown in the README), taken from the lessons
+# as `make site` executes them in fast mode.
+figures: $(STAMP)
+	$(MAKE) site SDCOURSE_FAST=1
+	$(BIN)/python site/figures.py _build/.jupyter_cache-fast
 
 clean-venv:
 	rm -rf $(VENV)

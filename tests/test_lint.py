@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
                     reason="ruff is not installed (pip install -e '.[dev]')")
 def test_ruff_is_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    paths = [p for p in ("sdcourse", "tests", "bench", "conftest.py") if (REPO / p).exists()]
+    paths = [p for p in ("sdcourse", "tests", "bench", "site", "conftest.py") if (REPO / p).exists()]
     done = subprocess.run([ruff, "check", *paths], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,4 +1,5 @@
-"""environment.yml lists the same dependencies as pyproject.toml, and CI runs the README's command."""
+"""environment.yml lists the same dependencies as pyproject.toml, and CI runs the README's command
+(after installing Debian's Chromium for the browser tests)."""
 
 from __future__ import annotations
 
@@ -31,4 +32,6 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / "README.md").read_text()
     commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
-    assert commands == ["make test"]
+    assert commands[-1] == "make test"
+    assert all(c.startswith("DEBIAN_FRONTEND=noninteractive apt-get ") for c in commands[:-1]), commands
+    assert any("install -y" in c and "chromium chromium-driver" in c for c in commands), "CI must install Chromium"
