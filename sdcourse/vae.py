@@ -95,9 +95,7 @@ class MLPVAEConfig:
 
 
 def _check_beta(beta: float) -> float:
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0 (0: a plain autoencoder, 1: the ELBO), got {beta}")
-    return beta
+    return validate.number("beta", beta, low=0, meaning="(0: a plain autoencoder, 1: the ELBO)")
 
 
 # ---- the objective ----------------------------------------------------------------------------
@@ -106,8 +104,14 @@ def _check_beta(beta: float) -> float:
 def reparameterize(mean: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """z = mean + sigma * eps with sigma = exp(logvar / 2) (Kingma and Welling 2014, Eq. 10).
 
-    All three tensors share one shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) drawn by the caller.
+    All three tensors share one shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) drawn by the caller
+    may have leading sample dimensions (S, B, 4, 7, 7) for Monte Carlo estimates.
     """
+    validate.floating_tensor("mean", mean)
+    validate.same_shape("logvar", validate.floating_tensor("logvar", logvar), "mean", mean)
+    if tuple(validate.floating_tensor("eps", eps).shape[eps.ndim - mean.ndim:]) != tuple(mean.shape):
+        raise ValueError(f"eps must have the shape of mean {tuple(mean.shape)} (optionally with leading sample "
+                         f"dimensions, (S, *mean.shape)), got {tuple(eps.shape)}")
     return mean + torch.exp(0.5 * logvar) * eps  # sigma = sqrt(exp(logvar))
 
 
@@ -122,6 +126,8 @@ def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
 
     Closed form (Kingma and Welling 2014, Appendix B): -1/2 sum(1 + log sigma^2 - mu^2 - sigma^2).
     """
+    validate.floating_tensor("mean", mean)
+    validate.same_shape("logvar", validate.floating_tensor("logvar", logvar), "mean", mean)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # Appendix B, per latent dimension
     return kl.flatten(1).sum(1)  # (B, ...) -> (B,)
 
@@ -138,6 +144,8 @@ def reconstruction_error(x: Tensor, x_hat: Tensor) -> Tensor:
 def negative_elbo(x: Tensor, x_hat: Tensor, mean: Tensor, logvar: Tensor, beta: float = 1.0) -> Tensor:
     """-ELBO per sample (B,): reconstruction_error(x, x_hat) + beta * kl_divergence(mean, logvar)."""
     _check_beta(beta)
+    if x.shape[0] == 0:
+        raise ValueError("an empty batch (x.shape[0] = 0) has no ELBO; pass at least one image")
     return reconstruction_error(x, x_hat) + beta * kl_divergence(mean, logvar)  # Eq. 3 with one z sample
 
 

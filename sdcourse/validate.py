@@ -107,6 +107,12 @@ def integer_tensor(name: str, value, device: torch.device | str | None = None) -
     return value.long()
 
 
+def same_dtype(name: str, value: Tensor, like_name: str, like: Tensor) -> None:
+    """A ValueError unless ``value`` has ``like``'s dtype (no silent promotion to float64)."""
+    if value.dtype != like.dtype:
+        raise ValueError(f"{name} must have the dtype of {like_name} ({like.dtype}), got {value.dtype}")
+
+
 def same_shape(name: str, value: Tensor, like_name: str, like: Tensor) -> None:
     """A ValueError unless tensor ``value`` has the shape of ``like`` (no silent broadcasting)."""
     if tuple(value.shape) != tuple(like.shape):
