@@ -151,6 +151,7 @@ def _train(args, out: Path):
     if args.beta is not None and args.model not in ("vae", "vae2d"):
         raise ValueError(f"--beta is the KL weight of the VAEs (train vae, train vae2d); {args.model} has none")
     out = runs.check_output(out, args.resume, args.force)
+    runs.set_command(args.argv)
     train_config = _train_config(args, out)
     if args.model == "ddpm":
         return runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,

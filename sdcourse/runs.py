@@ -35,8 +35,19 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+_typed: list[str] | None = None  # the words of `sdcourse train ...`, set by the command line
+
+
+def set_command(words: list[str]) -> None:
+    """Record ``words`` (what followed ``sdcourse``) as the command the cards of this process name."""
+    global _typed
+    _typed = list(words)
+
+
 def current_command() -> str:
     """The command line that is running, as the card records it."""
+    if _typed is not None:
+        return "sdcourse " + shlex.join(_typed)
     if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}:
         return "sdcourse " + shlex.join(sys.argv[1:])
     return shlex.join(sys.argv)
