@@ -82,7 +82,7 @@ def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Ten
     t ~ Uniform{0..T-1}, eps ~ N(0, I); each label is replaced by NULL_LABEL with probability
     ``label_dropout`` so that one network learns both eps(x_t, t, y) and eps(x_t, t).
     """
-    b = x0.shape[0]
+    b = validate.nonempty("x0", x0).shape[0]  # the mean of an empty batch is NaN
     t = torch.randint(0, schedule.num_steps, (b,), generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
     if labels is not None:

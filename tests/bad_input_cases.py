@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdcourse import checkpoint, config, guidance, samplers, schedules, sd, unet, vae, validate, viz
+from sdcourse import checkpoint, config, guidance, samplers, schedules, sd, train, unet, vae, validate, viz
 from tests.helpers.bad_input import Case
 
 S = schedules.NoiseSchedule
@@ -94,8 +94,6 @@ def make_context(tmp: Path) -> dict:
 
 def _diverging_fit(ctx):
     """train.fit on a one-weight model whose loss is NaN from step 2 on (a diverged run)."""
-    from sdcourse import train
-
     calls = []
 
     def loss(model, x, y, gen):
@@ -206,8 +204,9 @@ CASES: list[Case] = [
          ("beta",)),
     Case("negative_elbo beta=inf",
          lambda c: vae.negative_elbo(X, X, torch.zeros(2, 4), torch.zeros(2, 4), float("inf")), ("beta",)),
-    Case("negative_elbo empty batch",
-         lambda c: vae.negative_elbo(X[:0], X[:0], torch.zeros(0, 4), torch.zeros(0, 4)), ("batch",)),
+    Case("ddpm_loss empty batch", lambda c: train.ddpm_loss(
+        unet.UNet(unet.UNetConfig.tiny()), S.linear(10), X[:0], None, torch.Generator()), ("x0",)),
+    Case("vae_loss empty batch", lambda c: vae.vae_loss(vae.build("vae"), X[:0]), ("batch",)),
     Case("vae.build unknown variant", lambda c: vae.build("nope"), ("variant",)),
     Case("vae.build beta=inf", lambda c: vae.build("vae", {"beta": float("inf")}), ("beta",)),
     # ---- guidance ----
