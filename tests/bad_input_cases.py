@@ -107,6 +107,27 @@ def _diverging_fit(ctx):
     return train.fit(model, loss, data, cfg, Path(ctx["tmp"]) / "diverge.safetensors", {"kind": "x"}, progress=False)
 
 
+def _idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _bad_mnist(ctx, images: np.ndarray, labels: np.ndarray):
+    """``load_mnist`` reading a cache whose files hold ``images`` and ``labels``."""
+    from sdcourse import data
+
+    raw = data.mnist_dir()
+    raw.mkdir(parents=True, exist_ok=True)
+    stems = data._FILES["train"]
+    _idx(raw / stems[0], images)
+    _idx(raw / stems[1], labels)
+    try:
+        return data.load_mnist("train", verbose=False)
+    finally:
+        for stem in stems:
+            (raw / stem).unlink()
+
+
 def _unchanged(ctx) -> bool:
     return hashes(Path(ctx["shipped"])) == ctx["shipped_hashes"]
 
@@ -225,6 +246,11 @@ CASES: list[Case] = [
     Case("viz.grid empty", lambda c: viz.grid(X[:0]), ("images",)),
     Case("validate.integer np.int64 (correct)", lambda c: validate.integer("n", np.int64(3), 1),
          check=lambda r, c: r == 3 and type(r) is int),
+    # ---- data ----
+    Case("MNIST cache with label 200", lambda c: _bad_mnist(c, np.zeros((3, 28, 28)), np.array([1, 200, 3])),
+         ("label 200",)),
+    Case("MNIST cache with 1x1 images", lambda c: _bad_mnist(c, np.zeros((3, 1, 1)), np.array([1, 2, 3])),
+         ("1x1",)),
     # ---- checkpoints ----
     Case("load_model missing", lambda c: checkpoint.load_model("nope", c["ck"]), ("nope",)),
     Case("load_model FIFO", lambda c: checkpoint.load(Path(c["ck"]) / "fifo.safetensors"), ("regular file",),
