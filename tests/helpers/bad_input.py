@@ -59,6 +59,8 @@ def classify(case: Case, ctx: dict) -> tuple[str, str]:
         if isinstance(case.call, list):
             code, message = _cli([w.format(**ctx) for w in case.call])
             if case.check is not None:
+                if "Traceback" in message:
+                    return "cryptic", message[-300:]
                 ok = code == 0 and case.check(ctx)
                 return ("clear" if ok else "silent"), f"exit {code}: {message[-300:]}"
             if code == 0:
