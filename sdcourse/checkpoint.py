@@ -4,8 +4,10 @@ the JSON card beside each one; and ``load_model(name)``, the one way to get a tr
 Used by every training run of the course (lessons 02, 05, 07; ``sdcourse train ...``). A file is
 written to a temporary name in the same folder, flushed to disk, and then renamed over the old one
 (``os.replace`` is atomic), so a run killed mid-write leaves the previous checkpoint intact.
-Loading refuses, with a message naming the file, anything that is truncated, not safetensors, or
-not ours.
+The next write to the same name removes the temporary files that killed writes left behind.
+Each file stores a SHA-256 of its tensors (``tensor_checksum``) in its metadata, and loading
+refuses, with a message naming the file, anything that is truncated, not safetensors, not ours,
+not a regular file, or whose tensors no longer match their checksum.
 
 ``load_model("ddpm_mnist")`` reads ``checkpoints/ddpm_mnist.safetensors`` and its card
 ``ddpm_mnist.json`` and returns the model (EMA weights, eval mode) together with everything the
@@ -17,6 +19,7 @@ module never imports the concept modules that define the models.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -53,12 +56,35 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = {_META_KEY: json.dumps({"format": FORMAT, **meta})}
+    try:
+        text = json.dumps({"format": FORMAT, **meta, "sha256": tensor_checksum(payload)}, allow_nan=False)
+    except ValueError as err:
+        raise CheckpointError(f"metadata of {path} holds NaN or infinity; not written ({err})") from err
+    header = {_META_KEY: text}
     return _write_atomically(path, lambda tmp: save_file(payload, tmp, metadata=header))
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor, in name order: bitwise identity."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}\0{value.dtype}\0{tuple(value.shape)}\0".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Delete the temporary files a killed write of ``path`` left beside it; returns them."""
+    orphans = sorted(Path(path).parent.glob(f".{Path(path).name}.*.tmp"))
+    for orphan in orphans:
+        orphan.unlink(missing_ok=True)
+    return orphans
 
 
 def _write_atomically(path: Path, write) -> Path:
     """``write(tmp)`` to a temporary file beside ``path``, flush it to disk, rename it over ``path``."""
+    remove_orphans(path)  # left by a run killed mid-write: one writer per checkpoint name
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -94,6 +120,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str
         raise CheckpointError(f"{path} is a safetensors file but not an sdcourse checkpoint (no metadata)") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has format {meta.get('format')!r}; this sdcourse reads {FORMAT!r}")
+    if "sha256" in meta and tensor_checksum(tensors) != meta["sha256"]:
+        raise CheckpointError(f"{path} is damaged: its tensors do not match the sha256 checksum stored in it; "
+                              "restore it (git checkout, or train again)")
     return tensors, meta
 
 
@@ -178,9 +207,17 @@ def load_model(name: str, directory: str | Path | None = None, device: str | tor
     and weights that do not fit are a ``CheckpointError`` naming the file. A VAE gets its measured
     ``scaling_factor``; a diffusion model's ``schedule`` is rebuilt from the card.
     """
+    device = config.device(str(device))
     path = checkpoint_file(name, directory)
     tensors, meta = load(path)
     card = {**meta, **read_card(path)}
+    if "model_config" in meta and card.get("model_config") != meta["model_config"]:
+        raise CheckpointError(f"the card {card_path(path)} says model_config {card.get('model_config')} but the "
+                              f"weights in {path} were saved with {meta['model_config']}; restore the card")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(f"{path} holds weights that are not finite (NaN or inf) in {bad[:3]}: the run that "
+                              "wrote it diverged; train again with a smaller --lr")
     kind = card.get("kind")
     if kind not in MODEL_CLASSES:
         raise CheckpointError(f"{path} holds a model of kind {kind!r}; this sdcourse loads {sorted(MODEL_CLASSES)}")

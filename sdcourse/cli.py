@@ -16,15 +16,14 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from tqdm.auto import tqdm
 
-from . import checkpoint, config, digits, doctor, evaluate, exercises, runs, sd, viz
-from .train import TrainConfig
-from .unet import UNetConfig
+from . import checkpoint, config, digits, doctor, evaluate, exercises, outputs, sd, viz
+from .train_command import cmd_train
 
 
 def _emit(args, payload: dict, text: str) -> None:
@@ -51,16 +50,30 @@ def cmd_exercises(args) -> int:
     return 1 if stale else 0
 
 
-def cmd_generate(args) -> int:
+def _open_init_image(path) -> Image.Image:
+    path = outputs.input_file("--init-image", path)
     try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+        raise ValueError(f"--init-image {str(path)!r} is not an image PIL can read ({err})") from None
+
+
+def cmd_generate(args) -> int:
+    try:  # everything the user typed is checked before the (slow) pipeline loads
+        out = outputs.output_file("--out", args.out, (".png",))
+        init = _open_init_image(args.init_image) if args.init_image else None
+        seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()))
+        sd.loop.check_inputs(args.prompt, args.negative_prompt, args.guidance_scale, args.steps, args.height,
+                             args.width, init, args.strength)
         pipe = sd.load_pipeline(args.model)
     except (sd.ModelNotAvailable, ValueError) as err:
         print(str(err), file=sys.stderr)
         return 2
     real_weights = args.model not in sd.RANDOM_BUILDS
-    init = Image.open(args.init_image) if args.init_image else None
     scheduler = pipe.scheduler if args.scheduler is None else sd.make_scheduler(pipe, args.scheduler)
-    scheduler.set_timesteps(max(args.steps, 1))  # only to size the progress bar (PNDM adds one step)
+    scheduler.set_timesteps(args.steps)  # only to size the progress bar (PNDM adds one step)
     total = len(scheduler.timesteps)
     if init is not None:
         total -= (args.steps - int(args.steps * args.strength)) * scheduler.order
@@ -69,18 +82,21 @@ def cmd_generate(args) -> int:
         try:
             image = sd.generate(pipe, args.prompt, negative_prompt=args.negative_prompt,
                                 guidance_scale=args.guidance_scale, num_inference_steps=args.steps,
-                                height=args.height, width=args.width, seed=args.seed, init_image=init,
+                                height=args.height, width=args.width, seed=seed, init_image=init,
                                 strength=args.strength, scheduler=scheduler,
                                 on_step=lambda *_: bar.update())
         except ValueError as err:
             print(str(err), file=sys.stderr)
             return 2
     seconds = time.perf_counter() - start
-    image.save(args.out)
+    info = PngInfo()  # the PNG says how to make it again
+    info.add_text("sdcourse", json.dumps({"prompt": args.prompt, "model": args.model, "seed": seed,
+                                          "steps": args.steps, "guidance_scale": args.guidance_scale}))
+    image.save(out, pnginfo=info)
     note = "" if real_weights else " (random weights: the picture is noise by design)"
-    _emit(args, {"out": str(args.out), "model": args.model, "size": list(image.size), "steps": args.steps,
-                 "seconds": round(seconds, 2), "real_weights": real_weights},
-          f"wrote {args.out} ({image.size[0]}x{image.size[1]}, {args.steps} steps, "
+    _emit(args, {"out": str(out), "model": args.model, "size": list(image.size), "steps": args.steps,
+                 "seed": seed, "seconds": round(seconds, 2), "real_weights": real_weights},
+          f"wrote {out} ({image.size[0]}x{image.size[1]}, {args.steps} steps, seed {seed}, "
           f"{seconds:.1f} s, {args.model}){note}")
     return 0
 
@@ -95,7 +111,8 @@ def cmd_prefetch(args) -> int:
             return 0
         model = args.model or sd.DEFAULT_MODEL
         if sd.hub_offline(timeout=3.0):
-            print(f"cannot reach the Hugging Face hub (offline). On a machine that is online, run "
+            print(f"cannot reach the Hugging Face hub at {sd.hub.hub_endpoint()} (offline, or it did not answer "
+                  f"within 3 s). On a machine that is online, run "
                   f"`sdcourse prefetch --model {model}`, copy ~/.cache/huggingface/hub to a folder, "
                   "and here run `sdcourse prefetch --from FOLDER`.", file=sys.stderr)
             return 2
@@ -106,37 +123,6 @@ def cmd_prefetch(args) -> int:
         return 2
     _emit(args, {"models": [model], "snapshot": str(snapshot), "mnist": mnist},
           f"cached {model} in {snapshot}" + (f"; MNIST in {mnist}" if mnist else ""))
-    return 0
-
-
-def _train_config(args) -> TrainConfig:
-    fields = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size, "lr": args.lr,
-              "seed": args.seed, "checkpoint_every": args.checkpoint_every}
-    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
-
-
-def cmd_train(args) -> int:
-    default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
-               "vae2d": "vae2d_mnist", "ldm": "ldm_mnist", "flow": "flow_mnist"}[args.model]
-    out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
-    try:
-        train_config = _train_config(args)
-        if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
-            run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
-            result = run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)
-        elif args.model == "ldm":
-            result = runs.train_ldm(out, train_config, args.resume, progress=not args.json)
-        elif args.model in ("vae", "vae2d"):
-            result = runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json,
-                                    model_config=None if args.beta is None else {"beta": args.beta})
-        else:
-            result = runs.train_classifier(out, train_config, args.resume, progress=not args.json)
-    except ValueError as err:
-        print(str(err), file=sys.stderr)
-        return 2
-    _emit(args, {"checkpoint": str(out), "steps": result.step, "seconds": round(result.seconds, 1),
-                 "final_loss": result.losses[-1] if result.losses else None},
-          f"wrote {out} after {result.step} steps ({result.seconds / 60:.1f} min); card {out.with_suffix('.json')}")
     return 0
 
 
@@ -152,14 +138,19 @@ def _parse_labels(text: str | None, n: int) -> torch.Tensor:
     return labels.repeat(-(-n // len(labels)))[:n]
 
 
+MAX_DIGITS = 100_000  # --n: 100,000 digits of 28x28 float32 are 300 MB, far more than a grid or FID needs
+
+
 def _check_sampling_args(args) -> None:
-    """Reject bad --steps, --eta and --n before any checkpoint is loaded, naming the option."""
+    """Reject bad --steps, --eta, --n and --nrow before any checkpoint is loaded, naming the option."""
     if args.steps is not None and not 1 <= args.steps <= 1000:
         raise ValueError(f"--steps must be in [1, 1000] (the training steps), got {args.steps}")
     if not 0.0 <= args.eta <= 1.0:
         raise ValueError(f"--eta must be in [0, 1] (0 = DDIM, 1 = DDPM-like), got {args.eta}")
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
+    if not 1 <= args.n <= MAX_DIGITS:
+        raise ValueError(f"--n must be in [1, {MAX_DIGITS}] (more does not fit in memory at once), got {args.n}")
+    if getattr(args, "nrow", None) is not None and args.nrow < 1:
+        raise ValueError(f"--nrow must be at least 1 (digits per row), got {args.nrow}")
 
 
 def _digits(args, labels: torch.Tensor) -> torch.Tensor:
@@ -180,15 +171,15 @@ def _guidance_text(args) -> str:
 def cmd_sample(args) -> int:
     try:
         _check_sampling_args(args)
+        out = outputs.output_file("--out", args.out, (".png", ".jpg", ".jpeg"))
         labels = _parse_labels(args.labels, args.n)
         images = _digits(args, labels)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2
-    nrow = args.nrow or math.ceil(math.sqrt(args.n))
+    nrow = args.nrow if args.nrow is not None else math.ceil(math.sqrt(args.n))
     array = (viz.grid(images, nrow=nrow) * 255).round().astype("uint8")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).resize((array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST).save(args.out)
+    Image.fromarray(array).resize((array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST).save(out)
     _emit(args, {"out": str(args.out), "n": args.n, "sampler": args.sampler, "labels": labels.tolist(),
                  "guidance_scale": args.guidance_scale, "negative_label": args.negative_label},
           f"wrote {args.out}: {args.n} digits, {args.sampler} sampler{_guidance_text(args)}")
@@ -261,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--checkpoint-every", type=int, default=None)
-    train.add_argument("--out", default=None, help="checkpoint path (default checkpoints/<model>.safetensors)")
+    train.add_argument("--out", default=None, help="checkpoint path (default $SDCOURSE_HOME/runs/<model>.safetensors)")
     train.add_argument("--resume", action="store_true", help="continue from --out exactly where it stopped")
+    train.add_argument("--force", action="store_true",
+                       help="replace an existing run, or write into the repository's checkpoints/")
 
     for name, func, help in (("sample", cmd_sample, "a PNG grid of generated digits from a checkpoint"),
                              ("evaluate", cmd_evaluate, "conditional accuracy and FID of generated digits")):
@@ -292,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the words as typed, for the resume command of an interrupted run
     return args.func(args)
 
 

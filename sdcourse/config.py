@@ -44,10 +44,25 @@ def home() -> Path:
     return path
 
 
+def runs_dir() -> Path:
+    """Where ``sdcourse train`` writes by default: ``$SDCOURSE_HOME/runs`` (never the repository)."""
+    path = home() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def device(prefer: str | None = None) -> torch.device:
     """The best available device: CUDA, then Apple MPS, then CPU (or ``prefer`` if given)."""
     if prefer is not None:
-        return torch.device(prefer)
+        try:
+            chosen = torch.device(prefer)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {prefer!r}") from err
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={prefer!r} but this machine has no CUDA GPU; use device='cpu'")
+        if chosen.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device={prefer!r} but Apple MPS is not available here; use device='cpu'")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

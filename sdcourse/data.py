@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from . import config
 
 SPLITS = ("train", "test")
+DOWNLOAD_TIMEOUT_S = 20.0  # seconds a connection may stay silent while downloading MNIST
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -90,14 +92,25 @@ def _cached_files(raw: Path, split: str) -> list[Path]:
 def _download_torchvision(root: Path) -> None:
     from torchvision.datasets import MNIST as TorchvisionMNIST  # lazy: only the download needs torchvision
 
-    TorchvisionMNIST(root=str(root), train=True, download=True)
-    TorchvisionMNIST(root=str(root), train=False, download=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urllib inside torchvision has none: a silent server would hang
+    try:
+        TorchvisionMNIST(root=str(root), train=True, download=True)
+        TorchvisionMNIST(root=str(root), train=False, download=True)
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _read_cached(raw: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_path, label_path = _cached_files(raw, split)
     images = read_idx(image_path, expected_ndim=3)
     labels = read_idx(label_path, expected_ndim=1)
+    fix = f"delete {raw} and run `sdcourse prefetch` to download MNIST again"
+    if images.shape[1:] != (28, 28):
+        size = "x".join(map(str, images.shape[1:]))
+        raise CorruptMNISTFile(f"{image_path} holds {size} images, not MNIST's 28x28; {fix}")
+    if labels.size and labels.max() > 9:
+        raise CorruptMNISTFile(f"{label_path} holds label {int(labels.max())}; MNIST's labels are 0..9; {fix}")
     if images.shape[0] != labels.shape[0]:
         raise CorruptMNISTFile(
             f"{image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels; "

@@ -1,7 +1,9 @@
 """The course's training runs, as used by ``sdcourse train`` and recorded in each checkpoint's card.
 
 Each ``train_*`` builds the model and data and calls ``train.fit``, which keeps everything needed to
-resume in ``NAME.resume.safetensors`` (weights, EMA, optimizer state; not committed). At the end
+resume in ``NAME.resume.safetensors`` (weights, EMA, optimizer state; not committed). Runs go to
+``$SDCOURSE_HOME/runs`` by default; ``check_output`` refuses to replace the repository's shipped
+checkpoints or an existing run unless asked (``--force``, ``--resume``). At the end
 the EMA weights alone are exported to ``NAME.safetensors``, the small file the lessons load, with
 a JSON card beside it: the exact command, data source, steps, wall time and hardware (metrics are
 added by ``sdcourse evaluate --card``).
@@ -10,6 +12,7 @@ added by ``sdcourse evaluate --card``).
 from __future__ import annotations
 
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,21 +35,70 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+_typed: list[str] | None = None  # the words of `sdcourse train ...`, set by the command line
+
+
+def set_command(words: list[str]) -> None:
+    """Record ``words`` (what followed ``sdcourse``) as the command the cards of this process name."""
+    global _typed
+    _typed = list(words)
+
+
+def current_command() -> str:
+    """The command line that is running, as the card records it."""
+    if _typed is not None:
+        return "sdcourse " + shlex.join(_typed)
+    if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}:
+        return "sdcourse " + shlex.join(sys.argv[1:])
+    return shlex.join(sys.argv)
+
+
+def check_output(out: Path, resume: bool, force: bool) -> Path:
+    """``out`` if training may write there, else a ValueError naming ``--force`` / ``--resume``.
+
+    The repository's ``checkpoints/`` holds the shipped models: written only with ``force``. An
+    existing run is continued with ``resume`` or replaced with ``force``, never silently.
+    """
+    out = Path(out).expanduser()
+    if out.is_dir() or out.suffix != ".safetensors" or out.name.endswith(".resume.safetensors"):
+        raise ValueError(f"--out {str(out)!r} must be a file path NAME or NAME.safetensors (not a folder, "
+                         "no other extension)")
+    if out.resolve().parent == config.CHECKPOINTS_DIR.resolve() and not force:
+        raise ValueError(f"--out {out} is in the repository's checkpoints/, which holds the shipped models; "
+                         f"add --force to replace them, or omit --out (runs go to {config.runs_dir()})")
+    existing = [p for p in (out, resume_path(out)) if p.exists()]
+    if resume and not resume_path(out).exists():
+        raise ValueError(f"--resume: there is no run to resume at {resume_path(out)}")
+    if existing and not resume and not force:
+        raise ValueError(f"{existing[0]} already holds a run; continue it with --resume, or replace it with --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def saved_train_config(out: Path) -> dict:
+    """The ``train_config`` the run at ``out`` was started with (to resume it unchanged)."""
+    return checkpoint.load(resume_path(out))[1].get("train_config", {})
+
+
+def with_commands(meta: dict, out: Path, resume: bool) -> dict:
+    """``meta`` with ``commands``: the earlier commands of this run (from its resume file) and this one."""
+    earlier = checkpoint.load(resume_path(out))[1].get("commands", []) if resume else []
+    return {**meta, "commands": earlier + [current_command()]}
+
+
 def record_run(path: Path, result: FitResult, meta: dict, train_config: TrainConfig, extra: dict | None = None,
                resumed: bool = False) -> Path:
     """The JSON card beside ``path``: how to reproduce the checkpoint, and what it cost.
 
-    A resumed run keeps the earlier commands (in order) and drops metrics measured on older weights.
+    The commands come from ``meta`` (``with_commands``), so the first command of a run killed and
+    resumed is kept; a resumed run drops metrics measured on older weights.
     """
     previous = checkpoint.read_card(path) if resumed else {}
     previous.pop("metrics", None)
-    command = ("sdcourse " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in {"sdcourse", "__main__.py"}
-               else " ".join(sys.argv))
-    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
     previous.pop("command", None)
     previous.update({
         "checkpoint": path.name,
-        "commands": commands + [command],  # in order: a run continued with --resume lists both
+        "commands": meta.get("commands", [current_command()]),  # in order, from the resume file: none lost
         **meta,
         "train_config": train_config.__dict__,
         "steps": result.step,
@@ -71,24 +123,32 @@ def export_ema(run: Path, out: Path) -> Path:
     return checkpoint.save(out, {k: v for k, v in tensors.items() if k.startswith("ema.")}, meta)
 
 
-def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
-               progress: bool = True) -> FitResult:
-    """The class-conditional pixel-space DDPM of lessons 02 to 04."""
+def _train_pixel_unet(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool, progress: bool,
+                      meta: dict, loss) -> FitResult:
+    """The UNet of lesson 02 on the training digits with ``loss(m, x, y, gen)``: shared by the DDPM
+    and the flow, so that they differ in their objective only."""
     digits = load_mnist("train")
     torch.manual_seed(train_config.seed)
     model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
-    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
-    meta = {"kind": "ddpm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
-            "data_source": digits.source, "train_digits": len(digits)}
-
-    def loss(m, x, y, gen):
-        return ddpm_loss(m, schedule, x, y, gen, train_config.label_dropout)
-
+    meta = {**meta, "model_config": model_config.to_dict(), "data_source": digits.source, "train_digits": len(digits)}
+    meta = with_commands(meta, out, resume)
     result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
                  progress)
     export_ema(resume_path(out), out)
     record_run(out, result, meta, train_config, resumed=resume)
     return result
+
+
+def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
+               progress: bool = True) -> FitResult:
+    """The class-conditional pixel-space DDPM of lessons 02 to 04."""
+    schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
+
+    def loss(m, x, y, gen):
+        return ddpm_loss(m, schedule, x, y, gen, train_config.label_dropout)
+
+    return _train_pixel_unet(out, model_config, train_config, resume, progress,
+                             {"kind": "ddpm", "schedule": DDPM_SCHEDULE}, loss)
 
 
 def train_flow(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
@@ -96,20 +156,12 @@ def train_flow(out: Path, model_config: UNetConfig, train_config: TrainConfig, r
     """The class-conditional flow-matching model of lesson 12: the DDPM's UNet and data, trained on
     ``flow.flow_matching_loss`` (velocity eps - x_0 along x_t = (1 - t) x_0 + t eps; t from SD3's
     logit-normal), so that it compares with ``ddpm_mnist`` at equal size and budget."""
-    digits = load_mnist("train")
-    torch.manual_seed(train_config.seed)
-    model = UNet(model_config).to(config.device(), memory_format=torch.channels_last)
-    meta = {"kind": "flow", "model_config": model_config.to_dict(), "timestep_sampling": "logit_normal",
-            "num_train_timesteps": 1000, "data_source": digits.source, "train_digits": len(digits)}
 
     def loss(m, x, y, gen):
         return flow.flow_matching_loss(m, x, y, gen, train_config.label_dropout, "logit_normal")
 
-    result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
-                 progress)
-    export_ema(resume_path(out), out)
-    record_run(out, result, meta, train_config, resumed=resume)
-    return result
+    return _train_pixel_unet(out, model_config, train_config, resume, progress,
+                             {"kind": "flow", "timestep_sampling": "logit_normal", "num_train_timesteps": 1000}, loss)
 
 
 def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True) -> FitResult:
@@ -117,8 +169,8 @@ def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False,
     digits = load_mnist("train")
     torch.manual_seed(train_config.seed)
     model = Classifier().to(config.device())
-    meta = {"kind": "classifier", "model_config": {"features": 128}, "data_source": digits.source,
-            "train_digits": len(digits)}
+    meta = with_commands({"kind": "classifier", "model_config": {"features": 128}, "data_source": digits.source,
+                          "train_digits": len(digits)}, out, resume)
     result = fit(model, lambda m, x, y, g: classifier_loss(m, x, y, g), (digits.images, digits.labels),
                  train_config, resume_path(out), meta, resume, progress)
     export_ema(resume_path(out), out)
@@ -143,6 +195,7 @@ def train_vae(out: Path, variant: str, train_config: TrainConfig, resume: bool =
     model = vae_module.build(variant, model_config).to(config.device())
     meta = {"kind": variant, "model_config": vae_module.config_dict(model), "data_source": digits.source,
             "train_digits": len(digits), "likelihood": "Gaussian, fixed variance 1/2: sum of squared errors"}
+    meta = with_commands(meta, out, resume)
 
     def loss(m, x, y, gen):
         return vae_module.vae_loss(m, x.contiguous(), gen).loss
@@ -183,6 +236,7 @@ def train_ldm(out: Path, train_config: TrainConfig, resume: bool = False, progre
     meta = {"kind": "ldm", "model_config": model_config.to_dict(), "schedule": DDPM_SCHEDULE,
             "vae": vae_name, "scaling_factor": autoencoder.scaling_factor, "latent_padding": "7x7 -> 8x8, zeros",
             "data_source": digits.source, "train_digits": len(digits)}
+    meta = with_commands(meta, out, resume)
 
     def loss(m, x, y, gen):
         return ldm.latent_ddpm_loss(m, schedule, x, y, gen, autoencoder.scaling_factor, train_config.label_dropout)

@@ -22,6 +22,7 @@ import torch
 from . import validate
 
 Tensor = torch.Tensor
+MAX_STEPS = 100_000  # T; a schedule is a few (T,) float64 tensors, and 1000 is what every model uses
 
 
 def _check_beta_range(beta_start: float, beta_end: float) -> None:
@@ -41,6 +42,8 @@ class NoiseSchedule:
     """
 
     def __init__(self, betas: Tensor, name: str = "custom"):
+        if torch.is_tensor(betas) and (betas.is_complex() or betas.dtype == torch.bool):
+            raise ValueError(f"betas must be real numbers in (0, 1), got dtype {betas.dtype}")
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or betas.numel() < 1:
             raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
@@ -66,7 +69,7 @@ class NoiseSchedule:
     @classmethod
     def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         """Betas evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020, Sec. 4)."""
-        num_steps = validate.integer("num_steps", num_steps, low=1)
+        num_steps = validate.integer("num_steps", num_steps, low=1, high=MAX_STEPS)
         _check_beta_range(beta_start, beta_end)
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
         return cls(betas, name="linear")
@@ -79,7 +82,7 @@ class NoiseSchedule:
 
         The defaults are the values in SD 1.x's ``scheduler_config.json`` (CompVis/LDM configs).
         """
-        num_steps = validate.integer("num_steps", num_steps, low=1)
+        num_steps = validate.integer("num_steps", num_steps, low=1, high=MAX_STEPS)
         _check_beta_range(beta_start, beta_end)
         sqrt_betas = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), num_steps,
                                     dtype=torch.float64)
@@ -92,7 +95,7 @@ class NoiseSchedule:
         beta_t = 1 - alpha-bar(t+1)/alpha-bar(t), clipped at ``max_beta`` = 0.999 to avoid the
         singularity at t = T (the paper's clip; ``diffusers``' ``squaredcos_cap_v2``).
         """
-        num_steps = validate.integer("num_steps", num_steps, low=1)
+        num_steps = validate.integer("num_steps", num_steps, low=1, high=MAX_STEPS)
         validate.number("s", s, 0.0, 1.0, high_open=True)
         validate.number("max_beta", max_beta, 0.0, 1.0, low_open=True, high_open=True)
 
@@ -132,6 +135,7 @@ class NoiseSchedule:
         Returns x_t of x0's shape and dtype.
         """
         validate.same_shape("noise", validate.floating_tensor("noise", noise), "x0", validate.floating_tensor("x0", x0))
+        validate.same_dtype("noise", noise, "x0", x0)
         sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x0)
         sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
         return sqrt_ab * x0 + sqrt_1m_ab * noise  # Eq. 4

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,11 +29,14 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, stopping, validate
 from .schedules import NoiseSchedule
 from .unet import NULL_LABEL
 
 Tensor = torch.Tensor
+
+
+MAX_BATCH = 65_536  # images per step; far more than fits in memory for the course's models is refused up front
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,20 @@ class TrainConfig:
     seed: int = 0  # the whole run (init, batches, noise) is a function of this seed
     shards: int = 1  # the batch in this many parts, each with its own noise: one per process, or in turn
 
-    def __post_init__(self):
-        checks = {
-            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "checkpoint_every": self.checkpoint_every >= 1, "ema_decay": 0 <= self.ema_decay < 1,
-            "label_dropout": 0 <= self.label_dropout <= 1, "weight_decay": self.weight_decay >= 0,
-            "minutes": self.minutes is None or self.minutes > 0,
-            "shards": 1 <= self.shards <= self.batch_size and self.batch_size % self.shards == 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is out of range (see TrainConfig)")
+    def __post_init__(self):  # each field checked and named (validate); shards must divide the batch
+        validate.integer("steps", self.steps, low=1)
+        validate.integer("batch_size", self.batch_size, low=1, high=MAX_BATCH)
+        validate.number("lr", self.lr, low=0, high=1e3, low_open=True)
+        validate.number("weight_decay", self.weight_decay, low=0)
+        validate.number("ema_decay", self.ema_decay, low=0, high=1, high_open=True)
+        validate.number("label_dropout", self.label_dropout, low=0, high=1)
+        validate.integer("checkpoint_every", self.checkpoint_every, low=1)
+        validate.integer("seed", self.seed, low=0)
+        if self.minutes is not None:
+            validate.number("minutes", self.minutes, low=0, low_open=True)
+        validate.integer("shards", self.shards, low=1, high=self.batch_size)
+        if self.batch_size % self.shards:
+            raise ValueError(f"shards={self.shards} must divide batch_size={self.batch_size}")
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -75,7 +82,7 @@ def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Ten
     t ~ Uniform{0..T-1}, eps ~ N(0, I); each label is replaced by NULL_LABEL with probability
     ``label_dropout`` so that one network learns both eps(x_t, t, y) and eps(x_t, t).
     """
-    b = x0.shape[0]
+    b = validate.nonempty("x0", x0).shape[0]  # the mean of an empty batch is NaN
     t = torch.randint(0, schedule.num_steps, (b,), generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
     if labels is not None:
@@ -84,6 +91,27 @@ def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Ten
     t, eps = t.to(x0.device), eps.to(x0.device, x0.dtype)
     x_t = schedule.add_noise(x0, eps, t)  # Eq. 4
     return F.mse_loss(model(x_t, t, labels), eps)  # the "simple" loss, Eq. 14
+
+
+RESUME_FIXED = ("batch_size", "lr", "weight_decay", "ema_decay", "label_dropout", "seed", "shards")  # what ran
+
+
+class NonFiniteLoss(ValueError):
+    """Training diverged: the loss (or the weights) stopped being finite at ``step``."""
+
+
+def check_resume_config(saved: dict, config: TrainConfig, path) -> None:
+    """A ValueError naming every field of ``RESUME_FIXED`` that differs from the run being resumed.
+
+    The optimizer keeps its state and the batches their seed, so a changed learning rate, seed or
+    batch size would run one thing and record another: refused (the budget fields may change).
+    """
+    now = asdict(config)
+    changed = [f"--{k.replace('_', '-')} was {saved[k]!r}, now {now[k]!r}" for k in RESUME_FIXED
+               if k in saved and saved[k] != now[k]]
+    if changed:
+        raise ValueError(f"cannot resume {path} with different settings ({'; '.join(changed)}): resume with the "
+                         "values it was started with, or start a new run (another --out, or --force)")
 
 
 LossFn = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
@@ -139,7 +167,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
 
     ``path`` None trains in memory (no checkpoints, no resume). Otherwise checkpoints go to
     ``path`` with ``meta`` (must hold ``kind`` and ``model_config``; both are checked on resume),
-    and ``resume=True`` continues from ``path``. ``stop_after`` ends the run after that many steps
+    and ``resume=True`` continues from ``path`` (refused if a field of ``RESUME_FIXED`` changed).
+    SIGINT/SIGTERM end the run after the current step with a checkpoint (``stopping.Interrupted``);
+    a loss or weights that stop being finite end it with ``NonFiniteLoss`` naming the step, the
+    last good checkpoint left as it was. ``stop_after`` ends the run after that many steps
     of this call without the final checkpoint, as if killed (for tests).
     """
     from accelerate import Accelerator  # lazy: accelerate imports its whole stack in about a second
@@ -161,6 +192,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
             if saved.get(key) != meta.get(key):
                 raise ValueError(f"cannot resume from {path}: its {key} {saved.get(key)!r} differs from "
                                  f"this run's {meta.get(key)!r}")
+        check_resume_config(saved.get("train_config", {}), config, path)
         checkpoint.load_state_dict_strict(model, _prefixed(tensors, "model."), path)
         checkpoint.load_state_dict_strict(ema, _prefixed(tensors, "ema."), path)
         _load_optimizer(optimizer, tensors, saved["optimizer_param_groups"])
@@ -171,6 +203,10 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
     my_shards = range(rank * config.shards // processes, (rank + 1) * config.shards // processes)
 
     def save(step: int, elapsed: float) -> None:
+        weights = accelerator.unwrap_model(model).parameters()
+        if not all(bool(p.detach().isfinite().all()) for p in weights):
+            raise NonFiniteLoss(f"the weights stopped being finite by step {step} (learning rate {config.lr:g} too "
+                                f"high?); not saved, so {path} keeps the last good checkpoint")
         opt_tensors, groups = _optimizer_tensors(optimizer)
         tensors = {**{f"model.{k}": v for k, v in accelerator.unwrap_model(model).state_dict().items()},
                    **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors}
@@ -207,21 +243,30 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
                disable=not progress or not accelerator.is_main_process, desc=meta.get("kind", "train"),
                mininterval=1.0)
-    for step in bar:
-        if stop_after is not None and step - start >= stop_after:
-            return FitResult(accelerator.unwrap_model(model), ema, step, losses, 0.0, step_seconds)
-        tick = time.perf_counter()
-        losses.append(train_step(step))
-        step_seconds.append(time.perf_counter() - tick)
-        elapsed = seconds_before + time.perf_counter() - began
-        done = step + 1
-        bar.set_postfix(loss=f"{losses[-1]:.4f}",
-                        img_s=f"{(done - start) * config.batch_size / (time.perf_counter() - began):.0f}")
-        out_of_time = config.minutes is not None and elapsed > 60 * config.minutes
-        if path is not None and (done % config.checkpoint_every == 0 or done == config.steps or out_of_time):
-            save(done, elapsed)
-        if out_of_time:
-            break
+    with stopping.graceful_stop() as stop:
+        for step in bar:
+            if stop_after is not None and step - start >= stop_after:
+                return FitResult(accelerator.unwrap_model(model), ema, step, losses, 0.0, step_seconds)
+            tick = time.perf_counter()
+            loss = train_step(step)
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"the loss became {loss} at step {step} (learning rate {config.lr:g} too high?); "
+                                    f"stopped there, {path or 'nothing'} keeps the last good checkpoint")
+            losses.append(loss)
+            step_seconds.append(time.perf_counter() - tick)
+            elapsed = seconds_before + time.perf_counter() - began
+            done = step + 1
+            bar.set_postfix(loss=f"{losses[-1]:.4f}",
+                            img_s=f"{(done - start) * config.batch_size / (time.perf_counter() - began):.0f}")
+            out_of_time = config.minutes is not None and elapsed > 60 * config.minutes
+            last = done % config.checkpoint_every == 0 or done == config.steps or out_of_time or stop.requested
+            if path is not None and last:
+                save(done, elapsed)
+            if stop.requested:
+                bar.close()
+                raise stopping.Interrupted(done, path)
+            if out_of_time:
+                break
     bar.close()
     return FitResult(accelerator.unwrap_model(model), ema, len(losses), losses,
                      seconds_before + time.perf_counter() - began, step_seconds)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import validate
 from .attention import SelfAttention
 
 Tensor = torch.Tensor
@@ -60,6 +61,8 @@ class UNetConfig:
             raise ValueError(
                 f"image_size={self.image_size} must be divisible by 2^(levels - 1) = {2 ** (levels - 1)}"
             )
+        validate.integer("groups", self.groups, low=1)
+        validate.integer("attention_heads", self.attention_heads, low=1)
         if self.blocks_per_level < 1:
             raise ValueError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
         for c in self.channels:
@@ -178,6 +181,8 @@ class Level(nn.Module):
 class UNet(nn.Module):
     """eps_theta(x_t, t, labels): the noise predicted in x_t. See the module docstring."""
 
+    num_train_timesteps = 1000  # T: DDPM's t is in [0, T), a flow's t * T in [0, T] (lesson 12); beyond is refused
+
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
         cfg = self.config = config or UNetConfig()
@@ -253,10 +258,18 @@ class UNet(nn.Module):
         expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
         if x_t.ndim != 4 or tuple(x_t.shape[1:]) != expected:
             raise ValueError(f"x_t must have shape (B, {', '.join(map(str, expected))}), got {tuple(x_t.shape)}")
+        validate.floating_tensor("x_t", x_t)
         batch = x_t.shape[0]
+        if t is None or isinstance(t, bool | str):
+            raise ValueError(f"t must be a number or a tensor of timesteps in [0, {self.num_train_timesteps}], "
+                             f"got {t!r}")
         t = torch.as_tensor(t, device=x_t.device)
         if t.dtype == torch.bool or t.is_complex():  # fractional t is fine: the solvers of lesson 11 use it
             raise ValueError(f"t must be an integer or real tensor, got dtype {t.dtype}")
+        inside = (t >= 0) & (t <= self.num_train_timesteps)  # NaN fails too
+        if t.numel() and not bool(inside.all()):
+            bad = t.flatten()[~inside.flatten()][0].item()
+            raise ValueError(f"t must be in [0, {self.num_train_timesteps}] (integer or fractional), got {bad}")
         if t.ndim == 0:
             t = t.expand(batch)
         if t.shape != (batch,):

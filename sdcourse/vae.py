@@ -95,9 +95,7 @@ class MLPVAEConfig:
 
 
 def _check_beta(beta: float) -> float:
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0 (0: a plain autoencoder, 1: the ELBO), got {beta}")
-    return beta
+    return validate.number("beta", beta, low=0, meaning="(0: a plain autoencoder, 1: the ELBO)")
 
 
 # ---- the objective ----------------------------------------------------------------------------
@@ -106,8 +104,10 @@ def _check_beta(beta: float) -> float:
 def reparameterize(mean: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """z = mean + sigma * eps with sigma = exp(logvar / 2) (Kingma and Welling 2014, Eq. 10).
 
-    All three tensors share one shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) drawn by the caller.
+    One shape, e.g. (B, 4, 7, 7); ``eps`` ~ N(0, I) from the caller may be (S, B, 4, 7, 7) (Monte Carlo).
     """
+    validate.same_real_shape("logvar", logvar, "mean", mean)  # no silent broadcasting
+    validate.same_shape("eps", validate.floating_tensor("eps", eps), "mean", mean, leading=True)
     return mean + torch.exp(0.5 * logvar) * eps  # sigma = sqrt(exp(logvar))
 
 
@@ -122,6 +122,7 @@ def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
 
     Closed form (Kingma and Welling 2014, Appendix B): -1/2 sum(1 + log sigma^2 - mu^2 - sigma^2).
     """
+    validate.same_real_shape("logvar", logvar, "mean", mean)  # no silent broadcasting
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # Appendix B, per latent dimension
     return kl.flatten(1).sum(1)  # (B, ...) -> (B,)
 
@@ -150,6 +151,7 @@ class ELBOTerms(NamedTuple):
 def vae_loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float | None = None) -> ELBOTerms:
     """One-sample estimate of the negative ELBO for a batch x (B, C, H, W); eps drawn from ``generator``."""
     beta = _check_beta(model.config.beta if beta is None else beta)
+    validate.nonempty("x", x)
     mean, logvar = model.encode(x)
     x_hat = model.decode(sample_posterior(mean, logvar, generator))
     rec, kl = reconstruction_error(x, x_hat), kl_divergence(mean, logvar)

@@ -107,7 +107,31 @@ def integer_tensor(name: str, value, device: torch.device | str | None = None) -
     return value.long()
 
 
-def same_shape(name: str, value: Tensor, like_name: str, like: Tensor) -> None:
-    """A ValueError unless tensor ``value`` has the shape of ``like`` (no silent broadcasting)."""
-    if tuple(value.shape) != tuple(like.shape):
-        raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(value.shape)}")
+def same_real_shape(name: str, value, like_name: str, like) -> None:
+    """Both floating-point tensors (``floating_tensor``) of one shape (``same_shape``), or a ValueError."""
+    same_shape(name, floating_tensor(name, value), like_name, floating_tensor(like_name, like))
+
+
+def same_dtype(name: str, value: Tensor, like_name: str, like: Tensor) -> None:
+    """A ValueError unless ``value`` has ``like``'s dtype (no silent promotion to float64)."""
+    if value.dtype != like.dtype:
+        raise ValueError(f"{name} must have the dtype of {like_name} ({like.dtype}), got {value.dtype}")
+
+
+def same_shape(name: str, value: Tensor, like_name: str, like: Tensor, leading: bool = False) -> None:
+    """A ValueError unless tensor ``value`` has the shape of ``like`` (no silent broadcasting).
+
+    ``leading=True`` also allows extra leading dimensions, (S, *like.shape): S samples of one shape.
+    """
+    shape = tuple(value.shape[max(value.ndim - like.ndim, 0):]) if leading else tuple(value.shape)
+    if shape != tuple(like.shape) or value.ndim < like.ndim:
+        extra = " (or (S, *that))" if leading else ""
+        raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}{extra}, "
+                         f"got {tuple(value.shape)}")
+
+
+def nonempty(name: str, value: Tensor) -> Tensor:
+    """``value`` unless its batch is empty (a mean over no samples is NaN), else a ValueError."""
+    if value.ndim == 0 or value.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(value.shape)}): pass at least one sample")
+    return value

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from matplotlib import animation
 
+from . import validate
+
 Tensor = torch.Tensor
 
 
@@ -26,6 +28,9 @@ def grid(images: Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
     """Tile a batch (B, C, H, W) in [-1, 1] into one image, ``nrow`` images per row."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (B = 0): nothing to tile")
+    nrow = validate.integer("nrow", nrow, low=1)
     b, c, h, w = images.shape
     ncol = min(nrow, b)
     nrows = -(-b // ncol)

@@ -51,7 +51,11 @@ def test_cached_sd_models_are_the_course_list_found_in_the_cache(tmp_path, monke
     assert doctor.cached_sd_models() == []
     folder = tmp_path / "pipe"
     folder.mkdir()
-    (folder / "model_index.json").write_text("{}")
+    parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # what hub.check_pipeline_folder needs
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                         **{p: ["diffusers", "X"] for p in parts}}))
+    for part in parts:
+        (folder / part).mkdir()
     hub.add_pipeline_folder(folder, "stabilityai/sd-turbo")
     hub.add_pipeline_folder(folder, "some-org/not-in-the-course-list")
     assert doctor.cached_sd_models() == ["stabilityai/sd-turbo"]

@@ -147,7 +147,7 @@ def test_wrong_image_shape_is_a_value_error_naming_it(variant, shape, what):
 
 
 def test_negative_beta_is_a_value_error_naming_it():
-    with pytest.raises(ValueError, match=r"beta must be >= 0.*-0.5"):
+    with pytest.raises(ValueError, match=r"beta must be a finite number >= 0.*-0.5"):
         vae.VAEConfig(beta=-0.5)
     with pytest.raises(ValueError, match="beta"):
         vae.MLPVAEConfig(beta=-1)

@@ -40,7 +40,7 @@ def eight_gaussians(n: int, generator: torch.Generator) -> Tensor:
 
 class ToyMLP(nn.Module):
     """eps_theta(x_t, t) or v_theta(x_t, t) on 2-D points: x and a sinusoidal embedding of t (in
-    [0, 1000), the course's timestep scale) through three SiLU layers."""
+    [0, 1000], the course's timestep scale) through three SiLU layers."""
 
     def __init__(self, hidden: int = 128, frequencies: int = 8):
         super().__init__()

@@ -38,13 +38,14 @@ folder has no commit, so the folder name is a stand-in: the SHA-1 of its file na
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from .. import config, data
 from .builds import RANDOM_BUILDS
@@ -74,24 +75,33 @@ def hf_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
 def hub_offline(timeout: float = 1.0) -> bool:
-    """True when offline was asked for (``config.offline``) or the hub cannot be reached within ``timeout`` s."""
+    """True when offline was asked for (``config.offline``) or the hub does not answer within ``timeout`` s.
+
+    An HTTP request, not only a connection: a proxy or firewall that accepts connections and never
+    answers (or presents a bad certificate) counts as offline instead of hanging the download.
+    """
     if config.offline():
         return True
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    reached = []
+    answered = []
 
-    def probe():  # in a thread: DNS lookups ignore socket timeouts
+    def probe():  # in a thread: DNS lookups ignore socket timeouts, and join(timeout) bounds the wait
         try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            reached.append(True)
-        except OSError:
+            urllib.request.urlopen(urllib.request.Request(hub_endpoint(), method="HEAD"), timeout=timeout).close()
+            answered.append(True)
+        except urllib.error.HTTPError:  # any HTTP status is an answer
+            answered.append(True)
+        except (OSError, ValueError):  # refused, timed out, DNS, TLS (URLError is an OSError)
             pass
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout)
-    return not reached
+    return not answered
 
 
 def missing_message(model: str, revision: str | None = None) -> str:
@@ -185,11 +195,35 @@ def _stand_in_commit(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def check_pipeline_folder(folder: Path) -> None:
+    """A ValueError unless ``folder/model_index.json`` names a pipeline and its component folders exist."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ValueError(f"{folder} has no model_index.json: not a diffusers pipeline folder")
+    try:
+        spec = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{index} is not valid JSON ({err}): copy the pipeline folder again") from None
+    required = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+    missing = [c for c in required if not isinstance(spec, dict) or c not in spec or not (folder / c).is_dir()]
+    if missing:
+        raise ValueError(f"{index} does not describe a complete Stable Diffusion pipeline (missing: {missing}): "
+                         "copy the whole pipeline folder again")
+    refuse_pickles(folder)
+
+
+def refuse_pickles(folder: Path) -> None:
+    """A ValueError when ``folder`` has model weights only as pickled ``.bin`` files (safetensors preferred)."""
+    weights = [p for p in Path(folder).rglob("*") if p.suffix in (".safetensors", ".bin")]
+    if weights and not any(p.suffix == ".safetensors" for p in weights):
+        raise ValueError(f"{folder} has only pickled .bin weights; the course loads safetensors only (a .bin can run "
+                         "code when loaded): download the safetensors variant (`sdcourse prefetch` online)")
+
+
 def add_pipeline_folder(folder: Path, model: str, revision: str = "main", cache: Path | None = None) -> Path:
     """Copy a pipeline folder into the HF cache as ``model`` at ``revision``; returns the snapshot."""
     folder = Path(folder)
-    if not (folder / "model_index.json").exists():
-        raise ValueError(f"{folder} has no model_index.json: not a diffusers pipeline folder")
+    check_pipeline_folder(folder)
     if model.count("/") != 1:
         raise ValueError(f"model must be a hub id 'org/name', got {model!r}")
     repo = Path(cache or hf_cache_dir()) / ("models--" + model.replace("/", "--"))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import validate
 from ..guidance import classifier_free_guidance
 from .tokenizer import truncated_part
 
@@ -63,7 +64,11 @@ def predicted_x0(scheduler, x_t: torch.Tensor, model_output: torch.Tensor, t) ->
     return (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()  # Ho et al. 2020, Eq. 15
 
 
-def _check_inputs(
+MAX_INFERENCE_STEPS = 1000  # the training timesteps of SD's schedulers: more steps would repeat timesteps
+MAX_SIDE = 4096  # pixels; 4096x4096 already needs tens of GiB of attention memory in SD 1.x
+
+
+def check_inputs(
     prompt,
     negative_prompt,
     guidance_scale,
@@ -79,23 +84,16 @@ def _check_inputs(
         raise ValueError(
             f"negative_prompt must be a str or None, got {type(negative_prompt).__name__}"
         )
-    if not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale!r}")
-    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ValueError(
-            f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}"
-        )
+    validate.number("guidance_scale", guidance_scale, low=0, meaning="(1 = no guidance)")
+    validate.integer("num_inference_steps", num_inference_steps, low=1, high=MAX_INFERENCE_STEPS)
     for name, value in (("height", height), ("width", width)):
-        if value is not None and (not isinstance(value, int) or value < 8 or value % 8):
+        if value is not None and (validate.integer(name, value, low=8, high=MAX_SIDE) % 8):
             raise ValueError(
-                f"{name} must be a positive multiple of 8 (the VAE shrinks by 8), got {value!r}"
+                f"{name} must be a multiple of 8 in [8, {MAX_SIDE}] (the VAE shrinks by 8), got {value!r}"
             )
     if init_image is None:
         return
-    if not 0 <= strength <= 1:
-        raise ValueError(
-            f"strength must be in [0, 1] (0 keeps the image, 1 ignores it), got {strength!r}"
-        )
+    validate.number("strength", strength, low=0, high=1, meaning="(0 keeps the image, 1 ignores it)")
     if int(num_inference_steps * strength) < 1:
         raise ValueError(
             f"strength={strength} with num_inference_steps={num_inference_steps} leaves "
@@ -154,7 +152,7 @@ def generate(
     (``StableDiffusionImg2ImgPipeline`` for img2img).
     """
     # 1. Check inputs; defaults from the UNet's training resolution (SD 1.5: 64 latents -> 512 px).
-    _check_inputs(prompt, negative_prompt, guidance_scale, num_inference_steps, height, width,
+    check_inputs(prompt, negative_prompt, guidance_scale, num_inference_steps, height, width,
                   init_image, strength)
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)  # 8: each VAE level halves the side
     if init_image is not None:

@@ -20,7 +20,7 @@ import torch
 
 from .. import config
 from .builds import RANDOM_BUILDS, build_random_pipeline
-from .hub import DEFAULT_MODEL, resolve_model
+from .hub import DEFAULT_MODEL, refuse_pickles, resolve_model
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,14 @@ def load_pipeline(model: str = DEFAULT_MODEL, device=None, dtype=None, memory: M
         from diffusers import StableDiffusionPipeline  # lazy: diffusers takes seconds to import
 
         folder = resolve_model(model)
+        refuse_pickles(folder)
         variant = "fp16" if any(folder.glob("unet/*.fp16.safetensors")) else None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*safety checker.*")
             # torch_dtype is called dtype from diffusers 0.36; the old name still works
             warnings.filterwarnings("ignore", message=".*torch_dtype.*")
             pipe = StableDiffusionPipeline.from_pretrained(
-                folder, torch_dtype=dtype, variant=variant, local_files_only=True
+                folder, torch_dtype=dtype, variant=variant, local_files_only=True, use_safetensors=True
             )
     options = recommend_memory_options(free_gpu_gib(device)) if memory == "auto" else memory
     return apply_memory_options(pipe, options, device)

@@ -1,0 +1,77 @@
+"""``sdcourse train MODEL``: where the run goes, what it may replace, and what Ctrl-C does.
+
+The default ``--out`` is ``$SDCOURSE_HOME/runs/<model>.safetensors`` (``config.runs_dir``);
+``runs.check_output`` refuses the repository's ``checkpoints/`` and an existing run unless
+``--force`` or ``--resume`` says so. On ``--resume`` the options not given are those the run was
+started with, so the card and the run agree. SIGINT/SIGTERM save and end with exit status 130
+and the exact command that continues the run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import config, runs, stopping
+from .train import TrainConfig
+from .unet import UNetConfig
+
+DEFAULT_NAMES = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
+                 "vae2d": "vae2d_mnist", "ldm": "ldm_mnist", "flow": "flow_mnist"}
+
+
+def _train_config(args, out: Path) -> TrainConfig:
+    """The options given; on --resume, the others as the run was started (a changed one is refused by fit)."""
+    fields = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size, "lr": args.lr,
+              "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    saved = runs.saved_train_config(out) if args.resume else {}
+    given = {k: v for k, v in fields.items() if v is not None}
+    keep = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__ and k not in given
+            and k not in ("steps", "minutes")}
+    return TrainConfig(**{**keep, **given})
+
+
+def _resume_command(args, out: Path) -> str:
+    words = [w for w in args.argv if w not in ("--force", "--resume")]
+    if args.out is None:
+        words += ["--out", str(out)]
+    return "sdcourse " + shlex.join(words + ["--resume"])
+
+
+def _train(args, out: Path):
+    if args.beta is not None and args.model not in ("vae", "vae2d"):
+        raise ValueError(f"--beta is the KL weight of the VAEs (train vae, train vae2d); {args.model} has none")
+    out = runs.check_output(out, args.resume, args.force)
+    runs.set_command(args.argv)
+    train_config = _train_config(args, out)
+    if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
+        run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
+        return run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)
+    if args.model == "ldm":
+        return runs.train_ldm(out, train_config, args.resume, progress=not args.json)
+    if args.model in ("vae", "vae2d"):
+        return runs.train_vae(out, args.model, train_config, args.resume, progress=not args.json,
+                              model_config=None if args.beta is None else {"beta": args.beta})
+    return runs.train_classifier(out, train_config, args.resume, progress=not args.json)
+
+
+def cmd_train(args) -> int:
+    out = Path(args.out or config.runs_dir() / DEFAULT_NAMES[args.model])
+    out = out if out.suffix or out.is_dir() else out.with_suffix(".safetensors")  # NAME -> NAME.safetensors
+    try:
+        result = _train(args, out)
+    except stopping.Interrupted as stop:
+        print(f"interrupted: saved step {stop.step} in {stop.path}. Continue with:\n  {_resume_command(args, out)}",
+              file=sys.stderr)
+        return stopping.EXIT_CODE
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    payload = {"checkpoint": str(out), "steps": result.step, "seconds": round(result.seconds, 1),
+               "final_loss": result.losses[-1] if result.losses else None}
+    print(json.dumps(payload) if args.json else
+          f"wrote {out} after {result.step} steps ({result.seconds / 60:.1f} min); card {out.with_suffix('.json')}; "
+          f"sample it with `sdcourse sample --model {out.stem} --checkpoints {out.parent}`")
+    return 0
