@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import checkpoint, config, digits, doctor, evaluate, exercises, runs, sd, viz
+from . import checkpoint, config, digits, doctor, evaluate, exercises, runs, sd, sd_mnist_runs, viz
 from .train import TrainConfig
 from .unet import UNetConfig
 
@@ -116,6 +116,8 @@ def _train_config(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
+    if args.model == "sd-mnist":
+        return _train_sd_mnist(args)
     default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
                "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
@@ -137,6 +139,19 @@ def cmd_train(args) -> int:
     _emit(args, {"checkpoint": str(out), "steps": result.step, "seconds": round(result.seconds, 1),
                  "final_loss": result.losses[-1] if result.losses else None},
           f"wrote {out} after {result.step} steps ({result.seconds / 60:.1f} min); card {out.with_suffix('.json')}")
+    return 0
+
+
+def _train_sd_mnist(args) -> int:
+    if args.out is None:
+        print("--out DIR is required for sd-mnist (a folder for the stages and the pipeline)", file=sys.stderr)
+        return 2
+    try:
+        stats = sd_mnist_runs.train(Path(args.out), args.stage, args.resume, progress=not args.json)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    _emit(args, {"out": args.out, "stages": stats}, f"trained {args.stage} in {args.out}")
     return 0
 
 
@@ -251,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d", "ldm"])
+    train.add_argument("model", choices=["ddpm", "classifier", "vae", "vae2d", "ldm", "sd-mnist"])
+    train.add_argument("--stage", default="all", choices=[*sd_mnist_runs.STAGES, "all"], help="sd-mnist only")
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm)")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
