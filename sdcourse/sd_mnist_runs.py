@@ -34,9 +34,9 @@ STAGES = ("clip", "vae", "unet")
 CAPTIONS_PER_DIGIT = 6  # two in each language
 VAE_BETA = 1e-3  # KL weight per latent element, against the mean squared error per pixel
 PRESETS = {  # the budgets of the shipped checkpoint (one CPU thread): see its card
-    "clip": TrainConfig(steps=800, batch_size=64, lr=1e-3, ema_decay=0.995, checkpoint_every=100),
-    "vae": TrainConfig(steps=900, batch_size=32, lr=1e-3, ema_decay=0.995, checkpoint_every=100),
-    "unet": TrainConfig(steps=850, batch_size=64, lr=1e-3, ema_decay=0.995, checkpoint_every=100),
+    "clip": TrainConfig(steps=200, batch_size=64, lr=1e-3, ema_decay=0.99, checkpoint_every=100),
+    "vae": TrainConfig(steps=300, batch_size=32, lr=1e-3, ema_decay=0.99, checkpoint_every=100),
+    "unet": TrainConfig(steps=400, batch_size=64, lr=1e-3, ema_decay=0.99, checkpoint_every=50),
 }
 
 
