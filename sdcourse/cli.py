@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -147,7 +148,9 @@ def _train_sd_mnist(args) -> int:
         print("--out DIR is required for sd-mnist (a folder for the stages and the pipeline)", file=sys.stderr)
         return 2
     try:
-        stats = sd_mnist_runs.train(Path(args.out), args.stage, args.resume, progress=not args.json)
+        one = args.stage != "all" and args.steps  # --steps of one stage: its preset, that many steps
+        configs = {args.stage: replace(sd_mnist_runs.PRESETS[args.stage], steps=args.steps)} if one else None
+        stats = sd_mnist_runs.train(Path(args.out), args.stage, args.resume, not args.json, configs)
     except ValueError as err:
         print(str(err), file=sys.stderr)
         return 2

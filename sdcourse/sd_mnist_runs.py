@@ -159,7 +159,7 @@ def train(out: Path, stage: str, resume: bool = False, progress: bool = True,
     """Run ``stage`` ("clip", "vae", "unet" or "all"); after "unet" or "all", export the pipeline."""
     if stage not in (*STAGES, "all"):
         raise ValueError(f"--stage must be one of {(*STAGES, 'all')}, got {stage!r}")
-    configs = {**PRESETS, **(configs or {})}
+    configs = {**PRESETS, **(configs or {})}  # a stage given alone may take its own TrainConfig
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runners = {"clip": train_clip, "vae": train_vae, "unet": train_unet}
