@@ -137,6 +137,10 @@ def train_unet(out: Path, train_config: TrainConfig, resume: bool = False, progr
     return _run("unet", model, loss, (posterior[index], ids), train_config, out, meta, resume, progress)
 
 
+def _command() -> str:
+    return "sdcourse " + " ".join(sys.argv[1:])
+
+
 def export(out: Path, stats: dict) -> Path:
     """Assemble the three stages into ``out/sd-mnist`` (diffusers folder + card.json)."""
     digits, tertiles, _, _ = captioned_digits()
@@ -145,7 +149,8 @@ def export(out: Path, stats: dict) -> Path:
     unet, _ = load_stage(out, "unet")
     scale = mnist.latent_scaling_factor(vae, mnist.pad_digits(digits.images))
     pipe = mnist.assemble(vae, unet, clip_model.text_model, scale)
-    card = {"model": mnist.NAME, "commands": ["sdcourse " + " ".join(sys.argv[1:])],
+    commands = list(dict.fromkeys([v["command"] for v in stats.values() if "command" in v] + [_command()]))
+    card = {"model": mnist.NAME, "commands": commands,
             "data_source": digits.source, "train_digits": len(digits), "captions_per_digit": CAPTIONS_PER_DIGIT,
             "tertiles": tertiles.to_dict(), "scaling_factor": scale, "hardware": hardware(),
             "torch": torch.__version__, "stages": stats,
@@ -167,7 +172,7 @@ def train(out: Path, stage: str, resume: bool = False, progress: bool = True,
     for name in STAGES if stage == "all" else (stage,):
         began = time.perf_counter()
         again = resume and resume_path(out / f"{name}.safetensors").exists()  # stages not begun start afresh
-        done = {**runners[name](out, configs[name], again, progress),
+        done = {**runners[name](out, configs[name], again, progress), "command": _command(),
                 "process_seconds": round(time.perf_counter() - began, 1)}
         stats = {**checkpoint.read_card(stats_path), name: done}  # read now: stages may run side by side
         checkpoint.write_card(stats_path, stats)

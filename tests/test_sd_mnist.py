@@ -1,5 +1,7 @@
 """sd-mnist (lesson 09): a tiny random build saved as a diffusers folder and loaded back offline."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,20 @@ def test_zero_shot_picks_the_nearest_prompt():
 def test_pad_digits_rejects_other_shapes():
     with pytest.raises(ValueError, match="images"):
         mnist.pad_digits(torch.zeros(1, 3, 32, 32))
+
+
+SHIPPED = config.CHECKPOINTS_DIR / "sd-mnist"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model_index.json").exists(), reason="checkpoints/sd-mnist not shipped")
+def test_the_tutorial_snippet_runs_on_the_shipped_checkpoint(monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    monkeypatch.chdir(config.REPO_ROOT)
+    pipe = StableDiffusionPipeline.from_pretrained("checkpoints/sd-mnist")
+    image = pipe("手写数字七", num_inference_steps=5).images[0]
+    assert image.size == (32, 32)
+    card = json.loads((SHIPPED / "card.json").read_text())
+    for key in ("commands", "data_source", "steps", "wall_seconds", "hardware", "tertiles", "scaling_factor"):
+        assert key in card, key
+    assert pipe.vae.config.scaling_factor == pytest.approx(card["scaling_factor"])
