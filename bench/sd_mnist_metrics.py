@@ -133,7 +133,8 @@ def main() -> None:
     if not args.no_card:
         card_file = config.CHECKPOINTS_DIR / mnist.NAME / "card.json"
         card = checkpoint.read_card(card_file)
-        checkpoint.write_card(card_file, {**card, "metrics": {**results, "command": "python bench/sd_mnist_metrics.py"}})
+        metrics = {**results, "command": "python bench/sd_mnist_metrics.py"}
+        checkpoint.write_card(card_file, {**card, "metrics": metrics})
 
 
 if __name__ == "__main__":

@@ -114,7 +114,8 @@ def train_unet(out: Path, train_config: TrainConfig, resume: bool = False, progr
     images = mnist.pad_digits(digits.images)
     scale = mnist.latent_scaling_factor(vae, images)
     with torch.no_grad():
-        posterior = torch.cat([vae.encode(images[i:i + 500]).latent_dist.parameters for i in range(0, len(images), 500)])
+        posterior = torch.cat([vae.encode(images[i:i + 500]).latent_dist.parameters
+                               for i in range(0, len(images), 500)])  # (N, 8, 8, 8): mean and log-variance
     empty = clip.tokenize([""])[0]
     schedule = DDPMScheduler(**{k: v for k, v in mnist.make_scheduler().config.items()
                                 if k in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps")})
