@@ -88,6 +88,28 @@ def generate_vs_pipeline(pipe, steps: int) -> int:
     return worst
 
 
+def guidance_sweep(pipe, scales: list[float], seeds: list[int], steps: int) -> dict:
+    """English-word prompts at each guidance scale: accuracy (adherence) and diversity (classifier features)."""
+    sweep = {}
+    for g in scales:
+        acc, images = accuracy(pipe, "words", seeds, steps, g)
+        sweep[str(g)] = {"accuracy": acc, "diversity": evaluate.mean_pairwise_distance(images)}
+    return sweep
+
+
+def sweep_only(pipe, args, seeds: list[int], results: dict, began: float) -> None:
+    results = {**results, "guidance_sweep_words": guidance_sweep(pipe, args.sweep, seeds, args.steps),
+               "wall_seconds": round(time.perf_counter() - began, 1)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sd_mnist_sweep.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    if not args.no_card:
+        card_file = config.CHECKPOINTS_DIR / mnist.NAME / "card.json"
+        card = checkpoint.read_card(card_file)
+        sweep = {**results, "command": "python bench/sd_mnist_metrics.py --sweep-only"}
+        checkpoint.write_card(card_file, {**card, "guidance_sweep": sweep})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sd-mnist", help="sd-mnist or a pipeline folder")
@@ -98,6 +120,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=float, nargs="*", default=[], help="guidance scales, e.g. 1 3 5 8 12")
     parser.add_argument("--run", type=Path, default=None, help="the training folder (zero-shot CLIP, costs)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sweep-only", action="store_true", help="only --sweep, into results/sd_mnist_sweep.json")
     parser.add_argument("--no-card", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,6 +132,9 @@ def main() -> None:
                "scheduler": type(pipe.scheduler).__name__, "threads": args.threads,
                "hardware": f"{platform.processor() or platform.machine()} CPU",
                "classifier_real_accuracy": evaluate.classifier_real_accuracy()}
+    if args.sweep_only:
+        sweep_only(pipe, args, seeds, results, began)
+        return
     results["accuracy"] = {lang: accuracy(pipe, lang, seeds, args.steps, args.guidance)[0] for lang in PROMPTS}
     attribute_seeds = list(range(args.attribute_seeds or args.seeds))
     results["thick_vs_thin"] = attribute_effect(pipe, "thick", "thin", captions.thickness, attribute_seeds,
@@ -116,12 +142,8 @@ def main() -> None:
     results["right_vs_left_slant"] = attribute_effect(pipe, "right-slanted", "left-slanted", captions.slant,
                                                       attribute_seeds, args.steps, args.guidance)
     results["generate_vs_pipeline_max_pixel_diff"] = generate_vs_pipeline(pipe, args.steps)
-    sweep = {}
-    for g in args.sweep:
-        acc, images = accuracy(pipe, "words", seeds, args.steps, g)
-        sweep[str(g)] = {"accuracy": acc, "diversity": evaluate.mean_pairwise_distance(images)}
-    if sweep:
-        results["guidance_sweep_words"] = sweep
+    if args.sweep:
+        results["guidance_sweep_words"] = guidance_sweep(pipe, args.sweep, seeds, args.steps)
     if args.run is not None:
         results["clip_zero_shot"] = zero_shot(args.run)
         stages = args.run / "stages.json"
