@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
+    sdcourse train ddpm|classifier|vae|vae2d|ldm|sd-mnist  train a course model, with checkpoints and --resume
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -16,7 +16,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -117,16 +116,15 @@ def _train_config(args) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
-    if args.model == "sd-mnist":
-        return _train_sd_mnist(args)
+    if args.model == "sd-mnist":  # a folder of three stages and the pipeline (lesson 09)
+        return sd_mnist_runs.command(args, _emit)
     default = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
                "vae2d": "vae2d_mnist", "ldm": "ldm_mnist"}[args.model]
     out = Path(args.out or config.CHECKPOINTS_DIR / default).with_suffix(".safetensors")
     try:
         train_config = _train_config(args)
         if args.model == "ddpm":
-            result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume,
-                                     progress=not args.json)
+            result = runs.train_ddpm(out, UNetConfig.preset(args.preset), train_config, args.resume, not args.json)
         elif args.model == "ldm":
             result = runs.train_ldm(out, train_config, args.resume, progress=not args.json)
         elif args.model in ("vae", "vae2d"):
@@ -140,21 +138,6 @@ def cmd_train(args) -> int:
     _emit(args, {"checkpoint": str(out), "steps": result.step, "seconds": round(result.seconds, 1),
                  "final_loss": result.losses[-1] if result.losses else None},
           f"wrote {out} after {result.step} steps ({result.seconds / 60:.1f} min); card {out.with_suffix('.json')}")
-    return 0
-
-
-def _train_sd_mnist(args) -> int:
-    if args.out is None:
-        print("--out DIR is required for sd-mnist (a folder for the stages and the pipeline)", file=sys.stderr)
-        return 2
-    try:
-        one = args.stage != "all" and args.steps  # --steps of one stage: its preset, that many steps
-        configs = {args.stage: replace(sd_mnist_runs.PRESETS[args.stage], steps=args.steps)} if one else None
-        stats = sd_mnist_runs.train(Path(args.out), args.stage, args.resume, not args.json, configs)
-    except ValueError as err:
-        print(str(err), file=sys.stderr)
-        return 2
-    _emit(args, {"out": args.out, "stages": stats}, f"trained {args.stage} in {args.out}")
     return 0
 
 
@@ -259,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int, default=None, help="multiple of 8 (default: the model's)")
     gen.add_argument("--init-image", default=None, help="an RGB image for img2img")
     gen.add_argument("--strength", type=float, default=0.8, help="img2img: how far to noise the image, 0..1")
-    gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None,
-                     help="default: the pipeline's own")
+    gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None, help="default: the pipeline's own")
     gen.add_argument("--out", default="sdcourse.png", help="PNG to write")
     pre = add("prefetch", cmd_prefetch, "download SD weights (fp16 safetensors) and MNIST, or copy them from a folder")
     pre.add_argument("--model", default=None, help=f"hub id (default {sd.DEFAULT_MODEL})")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -180,3 +181,19 @@ def train(out: Path, stage: str, resume: bool = False, progress: bool = True,
     if stage in ("unet", "all"):
         export(out, stats)
     return stats
+
+
+def command(args, emit) -> int:
+    """``sdcourse train sd-mnist --stage S --out DIR [--steps N] [--resume]``: exit status 0, or 2 with the reason."""
+    if args.out is None:
+        print("--out DIR is required for sd-mnist (a folder for the stages and the pipeline)", file=sys.stderr)
+        return 2
+    one = args.stage != "all" and args.steps  # --steps of one stage: its preset, that many steps
+    try:
+        configs = {args.stage: replace(PRESETS[args.stage], steps=args.steps)} if one else None
+        stats = train(Path(args.out), args.stage, args.resume, not args.json, configs)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    emit(args, {"out": args.out, "stages": stats}, f"trained {args.stage} in {args.out}")
+    return 0
