@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|flow|classifier|vae|vae2d|ldm  train a course model, with checkpoints and --resume
+    sdcourse train ddpm|flow|classifier|vae|vae2d|ldm|sd-mnist  train a course model, with checkpoints and --resume
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -22,7 +22,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from tqdm.auto import tqdm
 
-from . import checkpoint, config, digits, doctor, evaluate, exercises, outputs, sd, viz
+from . import checkpoint, config, digits, doctor, evaluate, exercises, outputs, sd, sd_mnist_runs, viz
 from .train_command import cmd_train
 
 
@@ -233,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int, default=None, help="multiple of 8 (default: the model's)")
     gen.add_argument("--init-image", default=None, help="an RGB image for img2img")
     gen.add_argument("--strength", type=float, default=0.8, help="img2img: how far to noise the image, 0..1")
-    gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None,
-                     help="default: the pipeline's own")
+    gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None, help="default: the pipeline's own")
     gen.add_argument("--out", default="sdcourse.png", help="PNG to write")
     pre = add("prefetch", cmd_prefetch, "download SD weights (fp16 safetensors) and MNIST, or copy them from a folder")
     pre.add_argument("--model", default=None, help=f"hub id (default {sd.DEFAULT_MODEL})")
@@ -243,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "flow", "classifier", "vae", "vae2d", "ldm"])
+    train.add_argument("model", choices=["ddpm", "flow", "classifier", "vae", "vae2d", "ldm", "sd-mnist"])
+    train.add_argument("--stage", default="all", choices=[*sd_mnist_runs.STAGES, "all"], help="sd-mnist only")
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm, flow)")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")

@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import config, runs, stopping
+from . import config, runs, sd_mnist_runs, stopping
 from .train import TrainConfig
 from .unet import UNetConfig
 
@@ -58,6 +58,8 @@ def _train(args, out: Path):
 
 
 def cmd_train(args) -> int:
+    if args.model == "sd-mnist":  # a folder of three stages and the pipeline (lesson 09)
+        return sd_mnist_runs.command(args)
     out = Path(args.out or config.runs_dir() / DEFAULT_NAMES[args.model])
     out = out if out.suffix or out.is_dir() else out.with_suffix(".safetensors")  # NAME -> NAME.safetensors
     try:

@@ -3,9 +3,9 @@
     python site/figures.py CACHE_DIR      # CACHE_DIR: the execution cache `make site` filled
 
 Reads each lesson (notebooks/NN_*.ipynb, globbed) from the myst-nb execution cache that
-``make site SDCOURSE_FAST=1`` filled, takes its first PNG output (the lesson's opening picture),
-shrinks it to at most ``WIDTH`` pixels wide with a 64-colour palette, and writes
-``docs/figures/NN_slug.png``. Fails naming the lesson when a lesson is not in the cache or shows
+``make site SDCOURSE_FAST=1`` filled, takes its first PNG output at least ``MIN_WIDTH`` pixels wide
+(the lesson's opening picture), shrinks it to at most ``WIDTH`` pixels wide with a 64-colour
+palette, and writes ``docs/figures/NN_slug.png``. Fails naming the lesson when a lesson is not in the cache or shows
 no picture.
 """
 
@@ -25,11 +25,14 @@ OUT = REPO / "docs" / "figures"
 WIDTH = 480
 
 
+MIN_WIDTH = 200  # smaller outputs are single images (a 32x32 digit shown large), not the lesson's picture
+
+
 def first_png(nb) -> bytes | None:
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if "image/png" in data:
+            if "image/png" in data and Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).width >= MIN_WIDTH:
                 return base64.b64decode(data["image/png"])
     return None
 

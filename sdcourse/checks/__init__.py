@@ -15,6 +15,7 @@ each lesson's checks live in a module named by what they check, in lesson order:
   ``check_from_diffusion_latents``
 - 08 ``sd_pipeline``: ``check_guided_noise``, ``check_prepare_latents``, ``check_decode``,
   ``check_img2img_timesteps``
+- 09 ``sd_on_digits``: ``check_info_nce``
 - 11 ``faster_sampling``: ``check_euler_step``, ``check_dpm_solver_step``
 - 12 ``flow_matching``: ``check_flow_interpolate``, ``check_velocity_target``, ``check_flow_euler_step``
 
@@ -37,6 +38,7 @@ from .guidance import ToyConditionalEps, check_guidance, check_guided_eps
 from .hints import hint
 from .latent_diffusion import check_from_diffusion_latents, check_scaling_factor, check_to_diffusion_latents
 from .reverse_denoising import check_ddim_step, check_ddpm_step
+from .sd_on_digits import check_info_nce
 from .sd_pipeline import check_decode, check_guided_noise, check_img2img_timesteps, check_prepare_latents
 from .vae import check_kl_divergence, check_negative_elbo, check_reparameterize
 
@@ -79,6 +81,8 @@ __all__ = [
     "check_prepare_latents",
     "check_decode",
     "check_img2img_timesteps",
+    # 09 Stable Diffusion on digits
+    "check_info_nce",
     # 11 faster sampling
     "check_euler_step",
     "check_dpm_solver_step",

@@ -114,6 +114,12 @@ HINTS: dict[str, tuple[str, str]] = {
         "strength, and at which end of the schedule are they?",
         "scheduler.set_timesteps(num_inference_steps); keep = int(num_inference_steps * strength); "
         "return scheduler.timesteps[num_inference_steps - keep:]."),
+    # 09 Stable Diffusion on digits
+    "info_nce": (
+        "Row i of the logits scores image i against every text; which entry is the right answer, and "
+        "what about column i (text i against every image)?",
+        "target = torch.arange(len(logits)); return (F.cross_entropy(logits, target) + "
+        "F.cross_entropy(logits.T, target)) / 2."),
     # 11 faster sampling
     "euler_step": (
         "What is the network's guess of the clean digit at this noise level, which way does x move "

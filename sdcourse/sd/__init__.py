@@ -9,6 +9,7 @@ arXiv:2207.12598). One module per part:
 - ``builds``: the offline random-weight pipelines ``"tiny"`` and ``"sd15-random"`` and their configs;
 - ``hub``: model ids (``HUB_MODELS``), the Hugging Face cache, offline, ``sdcourse prefetch``;
 - ``pipeline``: ``load_pipeline(model)`` and diffusers' memory savers;
+- ``mnist``: the parts of ``sd-mnist``, Stable Diffusion trained on captioned digits (lesson 09);
 - ``loop``: ``generate(pipe, prompt, ...)``, the sampling loop written out, equal to ``diffusers``.
 
     from sdcourse import sd
@@ -30,6 +31,7 @@ from .builds import (
     vae_config,
 )
 from .hub import (
+    COURSE_MODELS,
     DEFAULT_MODEL,
     HUB_MODELS,
     ModelNotAvailable,
@@ -44,6 +46,7 @@ from .pipeline import MemoryOptions, apply_memory_options, free_gpu_gib, load_pi
 from .tokenizer import clip_tokenizer, load_tokenizer, truncated_part
 
 __all__ = [
+    "COURSE_MODELS",
     "BUILDS",
     "DEFAULT_MODEL",
     "HUB_MODELS",

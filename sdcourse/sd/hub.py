@@ -57,6 +57,9 @@ HUB_MODELS = {  # the ids the course knows; any other SD 1.x/2.x diffusers repos
     "stabilityai/stable-diffusion-2-1": "SD 2.1, 768x768, v-prediction, OpenCLIP ViT-H text encoder",
     "stabilityai/sd-turbo": "SD 2.1 distilled (ADD), 512x512 in 1 to 4 steps: the CPU-friendly choice",
 }
+COURSE_MODELS = {  # trained by the course, shipped in checkpoints/ (lesson 09): name -> folder name
+    "sd-mnist": "sd-mnist",
+}
 WEIGHT_VARIANT = "fp16"  # half the bytes; load_pipeline casts to float32 on a CPU
 
 
@@ -127,7 +130,13 @@ def cached_snapshot(model: str, revision: str | None = None) -> Path | None:
 
 
 def resolve_model(model: str, revision: str | None = None) -> Path:
-    """A local folder for ``model``: the folder itself, the cached snapshot, or a fresh download."""
+    """A local folder for ``model``: a course model, the folder itself, the cached snapshot, or a download."""
+    if model in COURSE_MODELS:
+        folder = config.CHECKPOINTS_DIR / COURSE_MODELS[model]
+        if not (folder / "model_index.json").exists():
+            raise ModelNotAvailable(f"{folder} is missing: restore it with git, or train it with "
+                                    f"`sdcourse train {model} --out DIR` and copy DIR/{model} there")
+        return folder
     folder = Path(model).expanduser()
     if folder.is_dir():
         if not (folder / "model_index.json").exists():
@@ -135,7 +144,7 @@ def resolve_model(model: str, revision: str | None = None) -> Path:
         return folder
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         raise ValueError(
-            f"model must be one of {RANDOM_BUILDS}, a hub id such as {DEFAULT_MODEL!r}, "
+            f"model must be one of {RANDOM_BUILDS + tuple(COURSE_MODELS)}, a hub id such as {DEFAULT_MODEL!r}, "
             f"or an existing folder; got {model!r}"
         )
     snapshot = cached_snapshot(model, revision)
