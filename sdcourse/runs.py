@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,10 +39,16 @@ def hardware() -> str:
 _typed: list[str] | None = None  # the words of `sdcourse train ...`, set by the command line
 
 
-def set_command(words: list[str]) -> None:
-    """Record ``words`` (what followed ``sdcourse``) as the command the cards of this process name."""
+@contextmanager
+def command_line(words: list[str]):
+    """Within this block the cards name ``words`` (what followed ``sdcourse``) as the command; the
+    previous value comes back after, so a later run in the same process is not misnamed."""
     global _typed
-    _typed = list(words)
+    previous, _typed = _typed, list(words)
+    try:
+        yield
+    finally:
+        _typed = previous
 
 
 def current_command() -> str:

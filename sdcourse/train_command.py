@@ -44,8 +44,11 @@ def _train(args, out: Path):
     if args.beta is not None and args.model not in ("vae", "vae2d"):
         raise ValueError(f"--beta is the KL weight of the VAEs (train vae, train vae2d); {args.model} has none")
     out = runs.check_output(out, args.resume, args.force)
-    runs.set_command(args.argv)
-    train_config = _train_config(args, out)
+    with runs.command_line(args.argv):
+        return _run(args, out, _train_config(args, out))
+
+
+def _run(args, out: Path, train_config: TrainConfig):
     if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
         run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
         return run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)

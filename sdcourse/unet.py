@@ -113,7 +113,7 @@ class UNetConfig:
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding of integer timesteps t (B,) -> (B, dim) (Vaswani et al. 2017, Sec. 3.5):
+    """Sinusoidal embedding of timesteps t (B,), integer or fractional -> (B, dim) (Vaswani et al. 2017, Sec. 3.5):
 
         emb[i] = sin(t / max_period^(i / half)),  emb[half + i] = cos(t / max_period^(i / half))
     """
@@ -290,7 +290,7 @@ class UNet(nn.Module):
                         f"got {lo if lo < 0 else hi}"
                     )
             labels = labels.long()
-        return t.long(), labels
+        return (t if t.is_floating_point() else t.long()), labels  # fractional t stays fractional (lesson 11)
 
 
 def count_parameters(model: nn.Module) -> int:

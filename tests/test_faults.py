@@ -117,7 +117,8 @@ def test_prefetch_fails_within_10_s_against_a_server_that_never_answers(monkeypa
 
 
 def _hashes() -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(config.CHECKPOINTS_DIR.iterdir())}
+    return {str(p.relative_to(config.CHECKPOINTS_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(config.CHECKPOINTS_DIR.rglob("*")) if p.is_file()}  # sd-mnist/ is a folder
 
 
 def test_training_never_touches_the_shipped_checkpoints(tmp_home, capsys):
@@ -128,6 +129,9 @@ def test_training_never_touches_the_shipped_checkpoints(tmp_home, capsys):
     assert main([*tiny, "--out", str(config.CHECKPOINTS_DIR / "ddpm_mnist")]) == 2
     assert "--force" in capsys.readouterr().err
     assert main([*tiny, "--resume", "--steps", "3"]) == 0  # continues the run in runs/, not the shipped one
+    assert main(["train", "sd-mnist", "--stage", "clip", "--steps", "1", "--out",
+                 str(config.CHECKPOINTS_DIR / "sd-mnist")]) == 2
+    assert "--force" in capsys.readouterr().err
     assert _hashes() == before
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sdcourse import checkpoint
 from sdcourse.unet import NULL_LABEL, UNet, UNetConfig, timestep_embedding
 
 
@@ -60,3 +61,14 @@ def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="preset"):
         UNetConfig.preset("huge")
 
+
+
+def test_fractional_timesteps_reach_the_embedding():
+    """The solvers of lesson 11 and the flow of lesson 12 ask at fractional t: 500.5 is not 500."""
+    model = checkpoint.load_model("ddpm_mnist").model  # trained: a fresh UNet's last layer is zero
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole, same, half = (model(x, torch.tensor([t, t]), None) for t in (500, 500.0, 500.5))
+    torch.testing.assert_close(whole, same)  # an integer-valued float is that integer
+    assert not torch.allclose(whole, half)
+    assert model(x, torch.tensor([1000.0, 0.0]), None).shape == x.shape  # a flow's t = 1 is T
