@@ -16,9 +16,7 @@ from .sd import hub
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors",
             "numpy", "matplotlib", "ipywidgets", "jupyterlab", "mlxtend", "open-clip-torch")
-LESSONS = ("00_start_here", "01_forward_noising", "02_training_a_ddpm", "03_reverse_denoising",
-           "04_conditioning_and_guidance", "05_the_vae", "06_attention", "07_latent_diffusion",
-           "08_stable_diffusion_pipeline")
+LESSONS = tuple(p.stem for p in sorted((config.REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))  # the files
 SD_MIN_GPU_GIB = 4.0  # SD 1.5 in fp16 with attention slicing and VAE tiling fits in about 4 GiB
 
 
