@@ -11,7 +11,9 @@ control: "a thick X" vs "a thin X" and "a right-slanted X" vs "a left-slanted X"
 digits, measured with ``captions.thickness``/``captions.slant``, as Cohen's d (difference of
 means / pooled sd). Optional: the guidance sweep (accuracy, and diversity = mean pairwise
 distance), the tiny CLIP's zero-shot accuracy on the test digits (needs the training folder
-``--run``), ``sd.generate`` against ``StableDiffusionPipeline``, and each stage's training cost.
+``--run``), ``sd.generate`` against ``StableDiffusionPipeline``, and each stage's training cost. The negative
+prompt: "a seven" against "a seven" with the negative prompt "thick" (20 seeds), thickness and
+the share still read as a 7.
 Writes ``results/sd_mnist.json`` and, unless ``--no-card``, the card's ``metrics``.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from sdcourse.data import load_mnist
 from sdcourse.sd import mnist
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NEGATIVE_SEEDS = 20  # images of "a seven" with and without the negative prompt
 PROMPTS = {
     "words": lambda d: f"a handwritten {captions.DIGIT_WORDS[d]}",
     "numerals": lambda d: f"a handwritten {d}",
@@ -38,9 +42,12 @@ PROMPTS = {
 }
 
 
-def generate(pipe, prompt: str, seeds: list[int], steps: int, guidance: float) -> torch.Tensor:
-    """(n, 1, 28, 28) digits in [-1, 1] for ``prompt``, one per seed, in one batched pipeline call."""
+def generate(pipe, prompt: str, seeds: list[int], steps: int, guidance: float,
+             negative: str | None = None) -> torch.Tensor:
+    """(n, 1, 28, 28) digits in [-1, 1] for ``prompt`` (guided away from ``negative``), one per seed, in one
+    batched pipeline call."""
     out = pipe([prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
+               negative_prompt=None if negative is None else [negative] * len(seeds),
                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]).images
     return mnist.to_grey(out * 2 - 1)
 
@@ -63,6 +70,18 @@ def attribute_effect(pipe, high: str, low: str, measure, seeds, steps, guidance)
                    for d in range(10)])
     return {"prompts": [f"a {high} <digit>", f"a {low} <digit>"], "mean": [a.mean().item(), b.mean().item()],
             "cohens_d": cohens_d(a, b), "n_each": len(a)}
+
+
+def negative_prompt_effect(pipe, seeds: list[int], steps: int, guidance: float) -> dict:
+    """"a seven" without and with the negative prompt "thick", from the same seeds: the measured
+    thickness of each (Cohen's d) and the share the classifier still reads as a 7."""
+    plain, away = (generate(pipe, "a seven", seeds, steps, guidance, negative) for negative in (None, "thick"))
+    sevens = torch.full((len(seeds),), 7)
+    thick_plain, thick_away = captions.thickness(plain), captions.thickness(away)
+    return {"prompt": "a seven", "negative_prompt": "thick", "n_each": len(seeds),
+            "thickness_mean": [thick_plain.mean().item(), thick_away.mean().item()],
+            "cohens_d_plain_minus_negative": cohens_d(thick_plain, thick_away),
+            "accuracy_as_7": [evaluate.conditional_accuracy(images, sevens) for images in (plain, away)]}
 
 
 def zero_shot(run: Path) -> dict:
@@ -141,6 +160,7 @@ def main() -> None:
                                                 args.steps, args.guidance)
     results["right_vs_left_slant"] = attribute_effect(pipe, "right-slanted", "left-slanted", captions.slant,
                                                       attribute_seeds, args.steps, args.guidance)
+    results["negative_prompt"] = negative_prompt_effect(pipe, list(range(NEGATIVE_SEEDS)), args.steps, args.guidance)
     results["generate_vs_pipeline_max_pixel_diff"] = generate_vs_pipeline(pipe, args.steps)
     if args.sweep:
         results["guidance_sweep_words"] = guidance_sweep(pipe, args.sweep, seeds, args.steps)
@@ -155,7 +175,7 @@ def main() -> None:
     if not args.no_card:
         card_file = config.CHECKPOINTS_DIR / mnist.NAME / "card.json"
         card = checkpoint.read_card(card_file)
-        metrics = {**results, "command": "python bench/sd_mnist_metrics.py"}
+        metrics = {**results, "command": "PYTHONPATH=. python bench/sd_mnist_metrics.py " + " ".join(sys.argv[1:])}
         checkpoint.write_card(card_file, {**card, "metrics": metrics})
 
 
