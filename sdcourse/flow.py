@@ -126,13 +126,17 @@ def flow_matching_loss(model: nn.Module, x0: Tensor, labels: Tensor | None, gen:
     ``label_dropout`` (for guidance, lesson 04); the network sees t * ``num_train_timesteps``.
     Drawn in the order t, eps, dropout, like ``train.ddpm_loss``, so it plugs into ``train.fit``.
     """
-    b = x0.shape[0]
-    t = sample_timesteps(b, gen, sampling)
-    noise = torch.randn(x0.shape, generator=gen)
+    t = sample_timesteps(x0.shape[0], gen, sampling)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
+    return _velocity_loss(model, x0, noise, t, labels, gen, label_dropout, num_train_timesteps)
+
+
+def _velocity_loss(model, x0, noise, t, labels, gen, label_dropout: float, num_train_timesteps: int) -> Tensor:
+    """|| v_theta(x_t, t, y) - (noise - x0) ||^2 with labels dropped to NULL_LABEL at ``label_dropout``."""
     if labels is not None:
-        drop = torch.rand(b, generator=gen) < label_dropout
+        drop = torch.rand(x0.shape[0], generator=gen) < label_dropout
         labels = labels.masked_fill(drop.to(labels.device), NULL_LABEL)
-    t, noise = t.to(x0.device, x0.dtype), noise.to(x0.device, x0.dtype)
+    t = t.to(x0.device, x0.dtype)
     x_t = interpolate(x0, noise, t)
     return F.mse_loss(model(x_t, t * num_train_timesteps, labels), velocity_target(x0, noise))
 
@@ -150,13 +154,8 @@ def reflow_loss(model: nn.Module, pairs: Tensor, labels: Tensor | None, gen: tor
     if pairs.ndim < 2 or pairs.shape[1] % 2:
         raise ValueError(f"pairs must be (B, 2C, ...): x_0 and its noise along axis 1, got {tuple(pairs.shape)}")
     x0, noise = pairs.chunk(2, dim=1)
-    b = x0.shape[0]
-    t = sample_timesteps(b, gen, sampling).to(x0.device, x0.dtype)
-    if labels is not None:
-        drop = torch.rand(b, generator=gen) < label_dropout
-        labels = labels.masked_fill(drop.to(labels.device), NULL_LABEL)
-    x_t = interpolate(x0, noise, t)
-    return F.mse_loss(model(x_t, t * num_train_timesteps, labels), velocity_target(x0, noise))
+    t = sample_timesteps(x0.shape[0], gen, sampling)
+    return _velocity_loss(model, x0, noise, t, labels, gen, label_dropout, num_train_timesteps)
 
 
 class FlowMatchEulerSampler:
