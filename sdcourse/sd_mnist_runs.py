@@ -38,7 +38,7 @@ VAE_BETA = 1e-3  # KL weight per latent element, against the mean squared error 
 PRESETS = {  # the budgets of the shipped checkpoint (one CPU thread): see its card
     "clip": TrainConfig(steps=200, batch_size=64, lr=1e-3, ema_decay=0.99, checkpoint_every=100),
     "vae": TrainConfig(steps=300, batch_size=32, lr=1e-3, ema_decay=0.99, checkpoint_every=100),
-    "unet": TrainConfig(steps=400, batch_size=64, lr=1e-3, ema_decay=0.99, checkpoint_every=50),
+    "unet": TrainConfig(steps=3000, batch_size=64, lr=1e-3, ema_decay=0.99, checkpoint_every=250),
 }
 
 
