@@ -67,12 +67,14 @@ def cmd_generate(args) -> int:
         seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()))
         sd.loop.check_inputs(args.prompt, args.negative_prompt, args.guidance_scale, args.steps, args.height,
                              args.width, init, args.strength)
+        if args.karras and args.scheduler is None:
+            raise ValueError(f"--karras needs --scheduler, one of {sd.loop.KARRAS}")
         pipe = sd.load_pipeline(args.model)
+        scheduler = pipe.scheduler if args.scheduler is None else sd.make_scheduler(pipe, args.scheduler, args.karras)
     except (sd.ModelNotAvailable, ValueError) as err:
         print(str(err), file=sys.stderr)
         return 2
     real_weights = args.model not in sd.RANDOM_BUILDS
-    scheduler = pipe.scheduler if args.scheduler is None else sd.make_scheduler(pipe, args.scheduler)
     scheduler.set_timesteps(args.steps)  # only to size the progress bar (PNDM adds one step)
     total = len(scheduler.timesteps)
     if init is not None:
@@ -234,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--init-image", default=None, help="an RGB image for img2img")
     gen.add_argument("--strength", type=float, default=0.8, help="img2img: how far to noise the image, 0..1")
     gen.add_argument("--scheduler", choices=sd.SCHEDULERS, default=None, help="default: the pipeline's own")
+    gen.add_argument("--karras", action="store_true", help="Karras sigmas for euler, heun or dpmsolver (lesson 11)")
     gen.add_argument("--out", default="sdcourse.png", help="PNG to write")
     pre = add("prefetch", cmd_prefetch, "download SD weights (fp16 safetensors) and MNIST, or copy them from a folder")
     pre.add_argument("--model", default=None, help=f"hub id (default {sd.DEFAULT_MODEL})")

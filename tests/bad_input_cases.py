@@ -333,6 +333,8 @@ CASES: list[Case] = [
     Case("generate good (correct)", GEN, check=_png_ok("{tmp}/g.png")),
     Case("generate --steps 5000", [*GEN, "--steps", "5000"], ("steps",)),
     Case("generate --steps 0", [*GEN, "--steps", "0"], ("steps",)),
+    Case("generate --karras alone", [*GEN, "--karras"], ("--karras", "--scheduler")),
+    Case("generate --scheduler ddim --karras", [*GEN, "--scheduler", "ddim", "--karras"], ("karras", "ddim")),
     Case("generate --guidance-scale inf", [*GEN, "--guidance-scale", "inf"], ("guidance",)),
     Case("generate --guidance-scale nan", [*GEN, "--guidance-scale", "nan"], ("guidance",)),
     Case("generate --height 65536", [*GEN, "--height", "65536", "--width", "65536"], ("height",)),

@@ -31,13 +31,13 @@ def tiny():
     return pipe
 
 
-def _diffusers_run(pipe, cls_name="StableDiffusionPipeline", scheduler=None, **kwargs):
+def _diffusers_run(pipe, cls_name="StableDiffusionPipeline", scheduler=None, karras=False, **kwargs):
     """Run diffusers' own pipeline; returns (final latents, PIL image)."""
     import diffusers
 
     components = dict(pipe.components)
     if scheduler is not None:
-        components["scheduler"] = sd.make_scheduler(pipe, scheduler)
+        components["scheduler"] = sd.make_scheduler(pipe, scheduler, karras)
     ref = getattr(diffusers, cls_name)(**components, requires_safety_checker=False)
     ref.set_progress_bar_config(disable=True)
     captured = {}
@@ -69,7 +69,7 @@ def _png(image: Image.Image) -> bytes:
 # ---- the loop equals diffusers -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheduler", [None, "ddim", "euler", "dpmsolver++"])
+@pytest.mark.parametrize("scheduler", [None, "ddim", "euler", "heun", "dpmsolver"])
 @pytest.mark.parametrize("negative_prompt", [None, "blurry, low quality"])
 def test_txt2img_equals_stable_diffusion_pipeline(tiny, scheduler, negative_prompt):
     common = dict(
@@ -86,6 +86,24 @@ def test_txt2img_equals_stable_diffusion_pipeline(tiny, scheduler, negative_prom
     )
     assert (ours_latents - ref_latents).abs().max().item() <= 1e-5
     assert _png(ours) == _png(ref)
+
+
+@pytest.mark.parametrize("scheduler", loop.KARRAS)
+def test_karras_sigmas_equal_the_pipeline_with_the_same_scheduler(tiny, scheduler):
+    common = dict(prompt="a lighthouse", guidance_scale=5.0, num_inference_steps=3, height=SIZE, width=SIZE)
+    ours_latents, ours = _ours(tiny, **common, seed=5, scheduler=scheduler, karras=True)
+    ref_latents, ref = _diffusers_run(tiny, scheduler=scheduler, karras=True, **common,
+                                      generator=torch.Generator("cpu").manual_seed(5))
+    assert (ours_latents - ref_latents).abs().max().item() <= 1e-5
+    plain_latents, _ = _ours(tiny, **common, seed=5, scheduler=scheduler)
+    assert (plain_latents - ours_latents).abs().max().item() > 1e-4, "karras=True must change the sigmas"
+
+
+def test_karras_needs_an_ode_solver_by_name(tiny):
+    with pytest.raises(ValueError, match=r"karras=True needs one of the ODE solvers.*'ddim'"):
+        sd.make_scheduler(tiny, "ddim", karras=True)
+    with pytest.raises(ValueError, match=r"karras=True needs scheduler given by name"):
+        sd.generate(tiny, "x", num_inference_steps=2, height=SIZE, width=SIZE, seed=0, karras=True)
 
 
 def test_no_guidance_and_other_seed_differ_but_still_match(tiny):
@@ -124,7 +142,7 @@ def test_no_guidance_and_other_seed_differ_but_still_match(tiny):
     assert not np.array_equal(np.asarray(other), np.asarray(ours)), "the seed must change the image"
 
 
-@pytest.mark.parametrize("scheduler", ["ddim", "euler", "dpmsolver++"])
+@pytest.mark.parametrize("scheduler", ["ddim", "euler", "heun", "dpmsolver"])
 def test_img2img_equals_img2img_pipeline(tiny, scheduler):
     init = Image.fromarray(
         (np.random.default_rng(0).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
@@ -192,7 +210,7 @@ def test_on_step_sees_latents_and_pred_x0(tiny):
         height=SIZE,
         width=24,
         seed=0,
-        scheduler="dpmsolver++",
+        scheduler="dpmsolver",
         on_step=lambda i, t, latents, x0: seen.append((i, latents.shape, x0.shape)),
     )
     assert seen == [(i, (1, 4, 4, 3), (1, 4, 4, 3)) for i in range(3)]

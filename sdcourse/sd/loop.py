@@ -26,20 +26,26 @@ from ..guidance import classifier_free_guidance
 from .tokenizer import truncated_part
 
 _SCHEDULER_CLASSES = {  # name -> (diffusers class, extra config); all share the pipeline's beta schedule
-    "ddim": ("DDIMScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "ddim": ("DDIMScheduler", {}),  # lesson 03
+    "euler": ("EulerDiscreteScheduler", {}),  # lesson 11: sdcourse.solvers.EulerSampler
+    "heun": ("HeunDiscreteScheduler", {}),  # HeunSampler: two UNet calls per step but the last
+    "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),  # (2M)
 }
-SCHEDULERS = tuple(_SCHEDULER_CLASSES)  # ("ddim", "euler", "dpmsolver++")
+SCHEDULERS = tuple(_SCHEDULER_CLASSES)  # the names of `sdcourse sample --sampler` (lesson 11), DDPM aside
+KARRAS = ("euler", "heun", "dpmsolver")  # the ODE solvers, which take Karras et al.'s sigmas (rho = 7)
 
 
-def make_scheduler(pipe, name: str):
-    """A fresh scheduler ``name`` ("ddim", "euler", "dpmsolver++") on ``pipe``'s noise schedule."""
+def make_scheduler(pipe, name: str, karras: bool = False):
+    """A fresh scheduler ``name`` (one of ``SCHEDULERS``) on ``pipe``'s noise schedule; ``karras``
+    spaces an ODE solver's sigmas as Karras et al. 2022 (arXiv:2206.00364, Eq. 5) do."""
     import diffusers  # lazy: diffusers takes seconds to import
 
     if name not in _SCHEDULER_CLASSES:
         raise ValueError(f"scheduler must be one of {SCHEDULERS} (or a diffusers scheduler), got {name!r}")
+    if karras and name not in KARRAS:
+        raise ValueError(f"karras=True needs one of the ODE solvers {KARRAS}, got scheduler {name!r}")
     cls_name, extra = _SCHEDULER_CLASSES[name]
+    extra = {**extra, "use_karras_sigmas": True} if karras else extra
     return getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
 
 
@@ -140,13 +146,15 @@ def generate(
     init_image=None,
     strength: float = 0.8,
     scheduler=None,
+    karras: bool = False,
     on_step=None,
 ):
     """One image for ``prompt``: the sampling loop of ``StableDiffusionPipeline``, written out.
 
     ``init_image`` (a PIL RGB image, sides multiples of 8) turns it into img2img: the image is
     encoded, noised to the timestep ``strength`` of the way up, and denoised from there.
-    ``scheduler``: None (the pipeline's own), "ddim", "euler", "dpmsolver++" or a diffusers scheduler.
+    ``scheduler``: None (the pipeline's own), a name of ``SCHEDULERS`` (with ``karras`` for Karras
+    sigmas, ``make_scheduler``) or a diffusers scheduler.
     ``on_step(i, t, latents, pred_x0)`` sees each step's latents (1, 4, H/8, W/8) and predicted x_0.
     Returns a PIL image equal to ``pipe(prompt, ..., generator=torch.Generator("cpu").manual_seed(seed))``
     (``StableDiffusionImg2ImgPipeline`` for img2img).
@@ -170,10 +178,13 @@ def generate(
     # noise drawn on the CPU: the same image on any device
     generator = torch.Generator("cpu").manual_seed(seed)
     device = pipe._execution_device
+    if isinstance(scheduler, str):
+        scheduler = make_scheduler(pipe, scheduler, karras)
+    elif karras:
+        raise ValueError("karras=True needs scheduler given by name, one of "
+                         f"{KARRAS}; got {'the pipeline' if scheduler is None else 'a'}'s own scheduler")
     if scheduler is None:
         scheduler = pipe.scheduler
-    elif isinstance(scheduler, str):
-        scheduler = make_scheduler(pipe, scheduler)
 
     # 2. Encode the prompt; guidance also needs the negative (by default the empty) prompt.
     # guidance_scale 1 is the conditional prediction itself: one UNet pass is enough
