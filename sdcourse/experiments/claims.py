@@ -111,3 +111,25 @@ def vlb_term(schedule, x0: Tensor, noise: Tensor, eps_pred: Tensor, t: Tensor) -
     mean_p = schedule.posterior_mean(schedule.predict_x0(x_t, eps_pred, t), x_t, t)
     var = schedule.posterior_var(t, like=x_t).expand_as(x_t).to(x_t.dtype)
     return gaussian_kl(mean_q, var, mean_p, var).flatten(1).sum(1)
+
+
+@torch.no_grad()
+def simple_and_bound(model, schedule, images: Tensor, labels: Tensor | None, seed: int = 0) -> dict:
+    """Monte Carlo estimates, one random t in [1, T) per image, of Eq. 14 and of Eq. 5's KL part.
+
+    ``simple``: mean over elements of ||eps - eps_theta(x_t, t)||^2 (Eq. 14, the training loss).
+    ``bound``: (T - 1) * mean of ``vlb_term`` in nats per image, i.e. sum_{t>=1} L_{t-1}; L_0 and L_T
+    (the decoder and prior terms) are left out, so it is the part of -log p the model controls
+    through t >= 1, not the whole bound. Each comes with its standard error (sd / sqrt(n)).
+    """
+    schedule = _check_schedule(schedule)
+    images = validate.floating_tensor("images", images)
+    g = torch.Generator().manual_seed(validate.integer("seed", seed, low=0))
+    t = torch.randint(1, schedule.num_steps, (images.shape[0],), generator=g)
+    noise = torch.randn(images.shape, generator=g)
+    eps_pred = model(schedule.add_noise(images, noise, t), t, labels)
+    simple = (noise - eps_pred).pow(2).flatten(1).mean(1)
+    bound = (schedule.num_steps - 1) * vlb_term(schedule, images.double(), noise.double(), eps_pred.double(), t)
+    n = images.shape[0] ** 0.5
+    return {"simple": simple.mean().item(), "simple_se": simple.std().item() / n,
+            "bound": bound.mean().item(), "bound_se": bound.std().item() / n, "n": images.shape[0]}
