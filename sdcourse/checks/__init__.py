@@ -16,6 +16,7 @@ each lesson's checks live in a module named by what they check, in lesson order:
 - 08 ``sd_pipeline``: ``check_guided_noise``, ``check_prepare_latents``, ``check_decode``,
   ``check_img2img_timesteps``
 - 09 ``sd_on_digits``: ``check_info_nce``
+- 10 ``claims``: ``check_naive_reverse_step``
 - 11 ``faster_sampling``: ``check_euler_step``, ``check_dpm_solver_step``
 - 12 ``flow_matching``: ``check_flow_interpolate``, ``check_velocity_target``, ``check_flow_euler_step``
 
@@ -29,6 +30,7 @@ to think about, ``checks.hint("add_noise", 2)`` gives the recipe after a first a
 from __future__ import annotations
 
 from .attention import check_attention, check_cross_attention, check_merge_heads, check_split_heads
+from .claims import check_naive_reverse_step
 from .core import CheckFailed, call, compare, generator, passed
 from .ddpm_training import check_ddpm_loss
 from .faster_sampling import check_dpm_solver_step, check_euler_step
@@ -83,6 +85,8 @@ __all__ = [
     "check_img2img_timesteps",
     # 09 Stable Diffusion on digits
     "check_info_nce",
+    # 10 claims checked
+    "check_naive_reverse_step",
     # 11 faster sampling
     "check_euler_step",
     "check_dpm_solver_step",

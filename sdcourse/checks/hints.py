@@ -132,6 +132,9 @@ HINTS: dict[str, tuple[str, str]] = {
         "alpha_k = sqrt(ab_k), sigma_k = sqrt(1 - ab_k), lam_k = log(alpha_k / sigma_k) for t_prev, t, t_next; "
         "h = lam_next - lam_t; r = (lam_t - lam_prev) / h; D = x0 + (x0 - x0_prev) / (2 r); "
         "return sigma_next / sigma_t * x - alpha_next * (exp(-h) - 1) * D."),
+    "naive_reverse_step": (
+        "Write down one forward step x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps and solve it for x_{t-1}.",
+        "return (x_t - beta_t ** 0.5 * eps) / (1 - beta_t) ** 0.5."),
     "flow_interpolate": (
         "At which t is x_t the digit, at which t pure noise, and how does a straight line between two "
         "points weigh them? Mind the shapes: one t per sample.",
