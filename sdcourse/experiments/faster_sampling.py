@@ -1,5 +1,9 @@
 """Lesson 11's sweep: sample quality against the number of network evaluations, for every sampler.
 
+The same solvers also drive Stable Diffusion: ``measure_sd_solver`` runs ``sd.generate`` (lesson
+08's hand-written loop) on ``sd-mnist`` with each ``diffusers`` scheduler swapped in
+(``bench/sd_mnist_solvers.py``).
+
 Each sampler of lessons 03 and 11 (``samplers``, ``solvers``) samples the same digits from the
 same seeds; ``measure_sampler`` reports conditional accuracy (the course classifier) and FID
 against as many real test digits, each as mean +/- sd over the seeds (``evaluate``), with the number of network
@@ -13,6 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .. import evaluate, validate
@@ -159,3 +164,61 @@ def smallest_nfe(rows: list[SweepRow], fraction: float = 0.95) -> dict[str, int 
     names = dict.fromkeys(r.sampler for r in rows if r.sampler != "ddpm")
     return {name: min((r.nfe for r in rows if r.sampler == name and r.accuracy >= fraction * reference),
                       default=None) for name in names}
+
+
+# ---- the same sweep on Stable Diffusion (sd-mnist), through the hand-written loop -----------------
+
+SD_SOLVERS = {  # name -> (sd.SCHEDULERS name, Karras sigmas); the pipeline's PNDM is the reference
+    "ddim": ("ddim", False), "euler": ("euler", False), "euler-karras": ("euler", True),
+    "heun": ("heun", False), "dpmsolver": ("dpmsolver", False), "dpmsolver-karras": ("dpmsolver", True),
+}
+
+
+def sd_steps_for(name: str, nfe: int) -> int:
+    """The steps that spend ``nfe`` UNet calls: n for the first-order and multistep solvers, the
+    largest n with 2n - 1 <= nfe for Heun (its corrector calls the UNet again on every step but the last)."""
+    return (nfe + 1) // 2 if name.startswith("heun") else nfe
+
+
+def _digit_image(pil) -> Tensor:
+    """A PIL image from sd-mnist's pipeline (32 x 32 RGB) -> (1, 1, 28, 28) in [-1, 1]."""
+    from ..sd import mnist  # lazy: diffusers takes seconds to import
+
+    pixels = torch.from_numpy(np.asarray(pil, dtype="float32")).permute(2, 0, 1)[None] / 255
+    return mnist.to_grey(pixels * 2 - 1)
+
+
+def sd_images(pipe, name: str, nfe: int, prompts: list[str], seeds, guidance_scale: float = 5.0):
+    """``sd.generate`` (the hand-written loop) with solver ``name`` of ``SD_SOLVERS`` (or "pndm", the
+    pipeline's own, at ``nfe`` - 1 steps) for each seed and prompt: digits (seeds, prompts, 1, 28, 28)
+    in [-1, 1], the UNet calls per image (the guided pair is one batched call) and the seconds spent."""
+    from .. import sd  # lazy: diffusers takes seconds to import
+
+    validate.one_of("sampler", name, {**SD_SOLVERS, "pndm": None})
+    steps = nfe - 1 if name == "pndm" else sd_steps_for(name, nfe)  # PNDM's first step calls the UNet twice
+    scheduler, karras = SD_SOLVERS.get(name, (None, False))
+    images, seconds, calls = [], 0.0, []
+    for seed in seeds:
+        for prompt in prompts:
+            counted = []
+            start = time.perf_counter()
+            image = sd.generate(pipe, prompt, guidance_scale=guidance_scale, num_inference_steps=steps, seed=seed,
+                                scheduler=scheduler, karras=karras, on_step=lambda *a: counted.append(1))
+            seconds += time.perf_counter() - start
+            images.append(_digit_image(image))
+            calls.append(len(counted))  # one per loop step
+    return torch.cat(images).view(len(seeds), len(prompts), 1, 28, 28), max(calls), seconds
+
+
+def measure_sd_solver(pipe, name: str, nfe: int, prompts: list[str], labels: Tensor, seeds, reference: Tensor,
+                      guidance_scale: float = 5.0) -> dict:
+    """One solver at one NFE on Stable Diffusion: the course classifier's accuracy on the digits asked
+    for, and the mean absolute pixel distance (in [0, 1] units) to ``reference``, the same seeds and
+    prompts solved finely (where the ODE's solution is); each as mean and sd over seeds."""
+    images, calls, seconds = sd_images(pipe, name, nfe, prompts, seeds, guidance_scale)
+    accuracies = [evaluate.conditional_accuracy(per_seed, labels) for per_seed in images]
+    distances = [float((a - b).abs().mean() / 2) for a, b in zip(images, reference)]  # [-1, 1] -> [0, 1] units
+    (acc, acc_sd), (dist, dist_sd) = mean_sd(accuracies), mean_sd(distances)
+    return {"sampler": name, "nfe": calls, "steps": nfe - 1 if name == "pndm" else sd_steps_for(name, nfe),
+            "accuracy": acc, "accuracy_sd": acc_sd, "distance_to_converged": dist, "distance_sd": dist_sd,
+            "ms_per_image": 1000 * seconds / images.shape[0] / images.shape[1]}
