@@ -52,9 +52,9 @@ def main() -> None:
         if name.startswith("heun") and (nfe < 3 or nfe % 2 == 0):
             continue  # Heun's n steps cost 2n - 1 calls: an even budget buys what one call less does
         rows.append(r := measure_sd_solver(pipe, name, nfe, prompts, labels, seeds, reference, args.guidance))
-        print(f"{name:17s} NFE {r['nfe']:3d}  accuracy {r['accuracy']:.3f} +/- {r['accuracy_sd']:.3f}  distance to "
-              f"converged {r['distance_to_converged']:.4f} +/- {r['distance_sd']:.4f}  {r['ms_per_image']:5.0f} ms/image",
-              flush=True)
+        print(f"{name:17s} NFE {r['nfe']:3d}  accuracy {r['accuracy']:.3f} +/- {r['accuracy_sd']:.3f}  distance "
+              f"to converged {r['distance_to_converged']:.4f} +/- {r['distance_sd']:.4f}  "
+              f"{r['ms_per_image']:5.0f} ms/image", flush=True)
     result = {
         "model": "sd-mnist", "loop": "sdcourse.sd.generate (the hand-written loop of lesson 08)",
         "prompts": "a handwritten <digit word>, the ten digits", "seeds_per_digit": args.seeds,

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import evaluate, validate
+from .. import evaluate, sd, validate
 from ..samplers import DDIMSampler, DDPMSampler
 from ..sampling import sample
 from ..schedules import NoiseSchedule
+from ..sd import mnist
 from ..solvers import DPMSolverSampler, EulerSampler, HeunSampler, schedule_sigmas
 
 Tensor = torch.Tensor
@@ -182,8 +183,6 @@ def sd_steps_for(name: str, nfe: int) -> int:
 
 def _digit_image(pil) -> Tensor:
     """A PIL image from sd-mnist's pipeline (32 x 32 RGB) -> (1, 1, 28, 28) in [-1, 1]."""
-    from ..sd import mnist  # lazy: diffusers takes seconds to import
-
     pixels = torch.from_numpy(np.asarray(pil, dtype="float32")).permute(2, 0, 1)[None] / 255
     return mnist.to_grey(pixels * 2 - 1)
 
@@ -192,8 +191,6 @@ def sd_images(pipe, name: str, nfe: int, prompts: list[str], seeds, guidance_sca
     """``sd.generate`` (the hand-written loop) with solver ``name`` of ``SD_SOLVERS`` (or "pndm", the
     pipeline's own, at ``nfe`` - 1 steps) for each seed and prompt: digits (seeds, prompts, 1, 28, 28)
     in [-1, 1], the UNet calls per image (the guided pair is one batched call) and the seconds spent."""
-    from .. import sd  # lazy: diffusers takes seconds to import
-
     validate.one_of("sampler", name, {**SD_SOLVERS, "pndm": None})
     steps = nfe - 1 if name == "pndm" else sd_steps_for(name, nfe)  # PNDM's first step calls the UNet twice
     scheduler, karras = SD_SOLVERS.get(name, (None, False))
@@ -203,7 +200,7 @@ def sd_images(pipe, name: str, nfe: int, prompts: list[str], seeds, guidance_sca
             counted = []
             start = time.perf_counter()
             image = sd.generate(pipe, prompt, guidance_scale=guidance_scale, num_inference_steps=steps, seed=seed,
-                                scheduler=scheduler, karras=karras, on_step=lambda *a: counted.append(1))
+                                scheduler=scheduler, karras=karras, on_step=lambda *a, c=counted: c.append(1))
             seconds += time.perf_counter() - start
             images.append(_digit_image(image))
             calls.append(len(counted))  # one per loop step
@@ -217,7 +214,8 @@ def measure_sd_solver(pipe, name: str, nfe: int, prompts: list[str], labels: Ten
     prompts solved finely (where the ODE's solution is); each as mean and sd over seeds."""
     images, calls, seconds = sd_images(pipe, name, nfe, prompts, seeds, guidance_scale)
     accuracies = [evaluate.conditional_accuracy(per_seed, labels) for per_seed in images]
-    distances = [float((a - b).abs().mean() / 2) for a, b in zip(images, reference)]  # [-1, 1] -> [0, 1] units
+    # pixels in [-1, 1]: half the mean absolute difference is the distance in [0, 1] units
+    distances = [float((a - b).abs().mean() / 2) for a, b in zip(images, reference, strict=True)]
     (acc, acc_sd), (dist, dist_sd) = mean_sd(accuracies), mean_sd(distances)
     return {"sampler": name, "nfe": calls, "steps": nfe - 1 if name == "pndm" else sd_steps_for(name, nfe),
             "accuracy": acc, "accuracy_sd": acc_sd, "distance_to_converged": dist, "distance_sd": dist_sd,
