@@ -29,11 +29,10 @@ from pathlib import Path
 
 import torch
 
-from sdcourse import checkpoint, evaluate
-from sdcourse.experiments.faster_sampling import mean_sd
+from sdcourse import checkpoint
+from sdcourse.experiments.faster_sampling import mean_sd, sample_and_evaluate
 from sdcourse.flow import FlowMatchEulerSampler
 from sdcourse.samplers import DDIMSampler
-from sdcourse.sampling import sample
 from sdcourse.solvers import DPMSolverSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,14 +45,7 @@ DDPM_CURVE = [  # ddpm_mnist's card, "note": DDIM-50 accuracy and FID at n = 100
 
 def measure(model, make_sampler, labels: torch.Tensor, seeds: list[int]) -> dict:
     """Accuracy and FID (mean, sd over seeds) and the first seed's full ``Quality`` (the card's entry)."""
-    qualities, seconds = [], 0.0
-    for seed in seeds:
-        sampler = make_sampler()
-        start = time.perf_counter()
-        images = sample(model, sampler, (len(labels), 1, 28, 28), labels, torch.Generator().manual_seed(seed),
-                        progress=False).clamp(-1, 1)
-        seconds += time.perf_counter() - start
-        qualities.append(evaluate.evaluate_samples(images, labels))
+    qualities, seconds, sampler = sample_and_evaluate(model, make_sampler, labels, seeds)
     (acc, acc_sd), (fid, fid_sd) = mean_sd([q.accuracy for q in qualities]), mean_sd([q.fid for q in qualities])
     return {"accuracy": acc, "accuracy_sd": acc_sd, "fid": fid, "fid_sd": fid_sd, "nfe": len(sampler.timesteps),
             "ms_per_image": 1000 * seconds / (len(seeds) * len(labels)), "first_seed": qualities[0].as_dict()}

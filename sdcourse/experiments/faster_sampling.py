@@ -114,23 +114,28 @@ def references(n: int) -> dict:
             "classifier_real_accuracy": evaluate.classifier_real_accuracy()}
 
 
-def measure_sampler(model, name: str, make_sampler, labels: Tensor, seeds) -> SweepRow:
-    """Sample ``labels`` once per seed with a fresh ``make_sampler()``; accuracy and FID
-    (``evaluate.evaluate_samples``: against as many real test digits) as mean and sd over seeds."""
+def sample_and_evaluate(model, make_sampler, labels: Tensor, seeds):
+    """Sample ``labels`` once per seed with a fresh ``make_sampler()`` and evaluate each set
+    (``evaluate.evaluate_samples``: against as many real test digits). Returns the ``Quality`` of
+    each seed, the seconds spent sampling, and the last sampler (its timesteps give the NFE)."""
     seeds = [validate.integer("seed", s) for s in seeds]
-    accuracies, fids, seconds = [], [], 0.0
+    qualities, seconds = [], 0.0
     for seed in seeds:
         sampler = make_sampler()
         start = time.perf_counter()
         images = sample(model, sampler, (len(labels), 1, 28, 28), labels,
                         torch.Generator().manual_seed(seed), progress=False).clamp(-1, 1)
         seconds += time.perf_counter() - start
-        quality = evaluate.evaluate_samples(images, labels)
-        accuracies.append(quality.accuracy)
-        fids.append(quality.fid)
-    (acc, acc_sd), (fid, fid_sd) = mean_sd(accuracies), mean_sd(fids)
+        qualities.append(evaluate.evaluate_samples(images, labels))
+    return qualities, seconds, sampler
+
+
+def measure_sampler(model, name: str, make_sampler, labels: Tensor, seeds) -> SweepRow:
+    """``sample_and_evaluate``'s accuracy and FID as mean and sd over seeds, with NFE and time per image."""
+    qualities, seconds, sampler = sample_and_evaluate(model, make_sampler, labels, seeds)
+    (acc, acc_sd), (fid, fid_sd) = mean_sd([q.accuracy for q in qualities]), mean_sd([q.fid for q in qualities])
     return SweepRow(name, len(sampler.timesteps), sampler.num_inference_steps, acc, acc_sd, fid, fid_sd,
-                    1000 * seconds / (len(seeds) * len(labels)))
+                    1000 * seconds / (len(qualities) * len(labels)))
 
 
 def sweep(model, schedule, nfes, names=tuple(SAMPLERS), num_samples: int = 200, seeds=(0, 1),
