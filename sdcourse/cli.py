@@ -4,7 +4,7 @@
     sdcourse exercises build|check [--json]  regenerate exercises/ from solutions/, or list stale ones
     sdcourse generate "prompt" [--model ...]  one Stable Diffusion image with the course's loop (lesson 08)
     sdcourse prefetch [--model ID] [--from DIR]  weights and MNIST into the caches, online or from a folder
-    sdcourse train ddpm|flow|classifier|vae|vae2d|ldm|sd-mnist  train a course model, with checkpoints and --resume
+    sdcourse train ddpm|flow|reflow|classifier|vae|vae2d|ldm|sd-mnist  train a course model (checkpoints, --resume)
     sdcourse sample [--sampler ddim ...]     a PNG grid of digits from a checkpoint (lessons 02 to 04)
     sdcourse evaluate [CHECKPOINT]           conditional accuracy and FID of a checkpoint's samples
 """
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-mnist", action="store_true", help="skip the MNIST download")
 
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
-    train.add_argument("model", choices=["ddpm", "flow", "classifier", "vae", "vae2d", "ldm", "sd-mnist"])
+    train.add_argument("model", choices=["ddpm", "flow", "reflow", "classifier", "vae", "vae2d", "ldm", "sd-mnist"])
     train.add_argument("--stage", default="all", choices=[*sd_mnist_runs.STAGES, "all"], help="sd-mnist only")
     train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm, flow)")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")

@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import validate
 from .samplers import SamplerOutput
@@ -156,6 +157,28 @@ def reflow_loss(model: nn.Module, pairs: Tensor, labels: Tensor | None, gen: tor
     x0, noise = pairs.chunk(2, dim=1)
     t = sample_timesteps(x0.shape[0], gen, sampling)
     return _velocity_loss(model, x0, noise, t, labels, gen, label_dropout, num_train_timesteps)
+
+
+@torch.no_grad()
+def reflow_pairs(model: nn.Module, noise: Tensor, labels: Tensor | None = None, num_inference_steps: int = 100,
+                 batch_size: int = 500, progress: bool = False) -> Tensor:
+    """The coupling a trained flow makes (Liu et al. 2022, Sec. 2.2): each noise eps (N, C, ...)
+    carried to its sample by the flow's Euler ODE (``FlowMatchEulerSampler``), conditioned on
+    ``labels`` (N,) if given, and returned beside it as (N, 2C, ...) = [x_0, eps] along axis 1,
+    the layout ``reflow_loss`` takes. Runs ``batch_size`` noises at a time."""
+    validate.floating_tensor("noise", noise)
+    batch_size = validate.integer("batch_size", batch_size, 1)
+    if labels is not None and labels.shape != noise.shape[:1]:
+        raise ValueError(f"labels must have shape (N,) = ({noise.shape[0]},), got {tuple(labels.shape)}")
+    samples = []
+    for start in tqdm(range(0, len(noise), batch_size), desc="reflow pairs", disable=not progress, leave=False):
+        x = noise[start:start + batch_size]
+        y = None if labels is None else labels[start:start + batch_size]
+        sampler = FlowMatchEulerSampler(num_inference_steps)
+        for t in sampler.timesteps:
+            x = sampler.step(model(x, t.expand(len(x)), y), t, x).prev_sample
+        samples.append(x)
+    return torch.cat([torch.cat(samples), noise], 1)
 
 
 class FlowMatchEulerSampler:

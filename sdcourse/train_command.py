@@ -19,7 +19,8 @@ from .train import TrainConfig
 from .unet import UNetConfig
 
 DEFAULT_NAMES = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": "vae_mnist",
-                 "vae2d": "vae2d_mnist", "ldm": "ldm_mnist", "flow": "flow_mnist"}
+                 "vae2d": "vae2d_mnist", "ldm": "ldm_mnist", "flow": "flow_mnist",
+                 "reflow": "reflow_mnist"}
 
 
 def _train_config(args, out: Path) -> TrainConfig:
@@ -52,6 +53,8 @@ def _run(args, out: Path, train_config: TrainConfig):
     if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
         run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
         return run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)
+    if args.model == "reflow":  # lesson 12's 2-rectified flow, from the shipped flow_mnist
+        return runs.train_reflow(out, train_config, args.resume, progress=not args.json)
     if args.model == "ldm":
         return runs.train_ldm(out, train_config, args.resume, progress=not args.json)
     if args.model in ("vae", "vae2d"):

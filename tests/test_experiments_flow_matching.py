@@ -83,3 +83,11 @@ def test_reflow_straightens_the_paths_and_helps_one_step(trained):
 def test_bad_objective_is_named():
     with pytest.raises(ValueError, match="objective"):
         fm.toy_sampler("score", 4)
+
+
+def test_straightness_of_image_paths_is_that_of_their_flattened_points():
+    path = torch.randn(7, 5, 2, generator=torch.Generator().manual_seed(1))
+    images = path.view(7, 5, 1, 2, 1)  # each point a 1x2x1 "image"
+    assert fm.straightness(images) == fm.straightness(path)
+    line = torch.linspace(0, 1, 9).view(9, 1, 1, 1, 1) * torch.ones(9, 3, 1, 4, 4)  # straight segments
+    assert fm.straightness(line) == pytest.approx(0.0, abs=1e-12)

@@ -138,3 +138,27 @@ def test_bad_arguments(case):
     with pytest.raises(ValueError, match=match):
         fn()
 
+
+
+class LabelVelocity(torch.nn.Module):
+    """A fixed velocity that depends on x, t and the label (so a label sent to the wrong noise shows)."""
+
+    def forward(self, x_t, t, labels):
+        return 0.5 * x_t + 0.01 * t.view(-1, 1, 1, 1) + 0.1 * labels.view(-1, 1, 1, 1)
+
+
+def test_reflow_pairs_are_the_flows_euler_samples_beside_their_noise():
+    model = LabelVelocity()
+    labels = torch.tensor([0, 3, 7, 9, 1])
+    noise = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    pairs = flow.reflow_pairs(model, noise, labels, num_inference_steps=6, batch_size=2)
+    expected = sample(model, flow.FlowMatchEulerSampler(6), (5, 1, 4, 4), labels, torch.Generator().manual_seed(2),
+                      progress=False)
+    torch.testing.assert_close(pairs[:, :1], expected)
+    assert torch.equal(pairs[:, 1:], noise)
+    torch.testing.assert_close(flow.reflow_pairs(model, noise, labels, 6, batch_size=5), pairs)  # batches independent
+
+
+def test_reflow_pairs_name_labels_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"labels must have shape \(N,\) = \(5,\)"):
+        flow.reflow_pairs(LabelVelocity(), torch.zeros(5, 1, 4, 4), torch.zeros(4, dtype=torch.long))

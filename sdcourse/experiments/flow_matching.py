@@ -98,7 +98,9 @@ def straightness(path: Tensor) -> float:
     """How far paths stray from straight: the largest distance of a path's points from the segment
     joining its two ends, averaged over paths, in units of the mean length of those segments (0 for
     straight paths, as Liu et al.'s straightness; the largest distance does not depend on where a
-    sampler puts its steps along the path). ``path`` is (steps + 1, n, 2), as ``trajectories`` returns."""
+    sampler puts its steps along the path). ``path`` is (steps + 1, n, ...): (steps + 1, n, 2) as
+    ``trajectories`` returns, or images (steps + 1, n, C, H, W) as a ``sampling.Trajectory``'s x_t."""
+    path = path.flatten(2)  # each point of a path is one vector
     start, end = path[0].double(), path[-1].double()
     chord = end - start
     length = chord.norm(dim=1)
@@ -107,11 +109,7 @@ def straightness(path: Tensor) -> float:
     return ((path.double() - closest).norm(dim=-1).max(0).values.mean() / length.mean()).item()
 
 
-@torch.no_grad()
 def reflow_pairs(model: nn.Module, n: int, steps: int = 100, seed: int = 1) -> Tensor:
     """(n, 4): samples of a trained flow beside the noise each came from (its Euler ODE, ``steps``)."""
     noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
-    sampler, x = flow.FlowMatchEulerSampler(steps), noise
-    for t in sampler.timesteps:
-        x = sampler.step(model(x, t.expand(n)), t, x).prev_sample
-    return torch.cat([x, noise], 1)
+    return flow.reflow_pairs(model, noise, num_inference_steps=steps, batch_size=n)
