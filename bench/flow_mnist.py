@@ -17,7 +17,7 @@
    the one its card records (DDIM-50, n = 1000, measured during its training with the same loop,
    batch and learning rate).
 3. **Reflow** (``--reflow NAME``, the 2-rectified flow of ``sdcourse train reflow``): the same table
-   at ``--reflow-nfe``, and the straightness (``experiments.flow_matching.straightness``) of both
+   at ``--reflow-nfe``, and the straightness (``experiments.flow_matching.digit_path_straightness``) of both
    flows' Euler-50 paths from the same noises (``--straightness-samples`` digits, seed 0).
 4. **Guidance on the flow** (``--guidance``): classifier-free guidance on the velocity
    (``guidance.GuidedModel``, the same formula as on eps) at Euler-``--guidance-nfe``, next to
@@ -43,10 +43,9 @@ import torch
 from sdcourse import checkpoint
 from sdcourse.experiments import guidance_sweep
 from sdcourse.experiments.faster_sampling import mean_sd, sample_and_evaluate
-from sdcourse.experiments.flow_matching import straightness
+from sdcourse.experiments.flow_matching import digit_path_straightness
 from sdcourse.flow import FlowMatchEulerSampler
 from sdcourse.samplers import DDIMSampler
-from sdcourse.sampling import sample
 from sdcourse.solvers import DPMSolverSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,13 +93,6 @@ def merged_curve(previous: list[dict], measured: list[dict]) -> list[dict]:
     rows = {r["step"]: r for r in previous}
     rows.update({r["step"]: r for r in measured})
     return [rows[step] for step in sorted(rows)]
-
-
-def path_straightness(model, labels: torch.Tensor, steps: int = 50, seed: int = 0) -> float:
-    """``straightness`` of the Euler paths of ``model`` from ``seed``'s noises to ``labels``' digits."""
-    _, trajectory = sample(model, FlowMatchEulerSampler(steps), (len(labels), 1, 28, 28), labels,
-                           torch.Generator().manual_seed(seed), progress=False, return_trajectory=True)
-    return straightness(trajectory.x_t)
 
 
 def guidance_rows(models: dict, scales: list[float], steps: int, labels: torch.Tensor, seeds: list[int]) -> list[dict]:
@@ -167,7 +159,7 @@ def main() -> None:
     paths = {}
     if reflow is not None:
         path_labels = torch.arange(args.straightness_samples) % 10
-        paths = {name: path_straightness(m.model, path_labels) for name, m in (("flow_mnist", flow),
+        paths = {name: digit_path_straightness(m.model, path_labels) for name, m in (("flow_mnist", flow),
                                                                                ("reflow_mnist", reflow))}
         print(f"straightness of Euler-50 paths (n = {args.straightness_samples}): {paths}", flush=True)
     guided = guidance_rows({"flow_mnist euler": samplers["flow_mnist euler"],

@@ -91,3 +91,18 @@ def test_straightness_of_image_paths_is_that_of_their_flattened_points():
     assert fm.straightness(images) == fm.straightness(path)
     line = torch.linspace(0, 1, 9).view(9, 1, 1, 1, 1) * torch.ones(9, 3, 1, 4, 4)  # straight segments
     assert fm.straightness(line) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_digit_path_straightness_is_that_of_the_sampled_trajectory():
+    from sdcourse import flow
+    from sdcourse.sampling import sample
+
+    class Curl(torch.nn.Module):  # a velocity that turns with t, so the paths bend
+        def forward(self, x, t, labels):
+            return torch.sin(t.view(-1, 1, 1, 1) / 200) * x.flip(-1) + 0.1 * labels.view(-1, 1, 1, 1)
+
+    labels = torch.tensor([2, 5, 8])
+    _, trajectory = sample(Curl(), flow.FlowMatchEulerSampler(10), (3, 1, 28, 28), labels,
+                           torch.Generator().manual_seed(4), progress=False, return_trajectory=True)
+    got = fm.digit_path_straightness(Curl(), labels, steps=10, seed=4)
+    assert got == fm.straightness(trajectory.x_t) and got > 0.01

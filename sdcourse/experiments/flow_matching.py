@@ -109,6 +109,14 @@ def straightness(path: Tensor) -> float:
     return ((path.double() - closest).norm(dim=-1).max(0).values.mean() / length.mean()).item()
 
 
+def digit_path_straightness(model: nn.Module, labels: Tensor, steps: int = 50, seed: int = 0) -> float:
+    """``straightness`` of a digit flow's Euler paths (``steps``) from ``seed``'s noises to ``labels``'
+    digits (N,): how a flow on 1x28x28 images bends, in the same units as on the toy."""
+    _, trajectory = sample(model, flow.FlowMatchEulerSampler(steps), (len(labels), 1, 28, 28), labels,
+                           torch.Generator().manual_seed(seed), progress=False, return_trajectory=True)
+    return straightness(trajectory.x_t)
+
+
 def reflow_pairs(model: nn.Module, n: int, steps: int = 100, seed: int = 1) -> Tensor:
     """(n, 4): samples of a trained flow beside the noise each came from (its Euler ODE, ``steps``)."""
     noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
