@@ -171,6 +171,22 @@ class NoiseSchedule:
         sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
         return (x_t - sqrt_1m_ab * eps) / sqrt_ab
 
+    def v_target(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+        """The velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022,
+        arXiv:2202.00512, Sec. 4), ``diffusers``' "v_prediction" target."""
+        validate.same_shape("eps", eps, "x0", validate.floating_tensor("x0", x0))
+        sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x0)
+        sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x0)
+        return sqrt_ab * eps - sqrt_1m_ab * x0
+
+    def eps_from_v(self, x_t: Tensor, v: Tensor, t: Tensor) -> Tensor:
+        """eps = sqrt(alpha_bar_t) v + sqrt(1 - alpha_bar_t) x_t, from x_t = sqrt(ab) x0 + sqrt(1 - ab) eps
+        and the definition of v (so that every eps-sampler can sample a v-model)."""
+        validate.same_shape("v", v, "x_t", validate.floating_tensor("x_t", x_t))
+        sqrt_ab = self.gather(self.alphas_cumprod.sqrt(), t, x_t)
+        sqrt_1m_ab = self.gather((1.0 - self.alphas_cumprod).sqrt(), t, x_t)
+        return sqrt_ab * v + sqrt_1m_ab * x_t
+
     def posterior_mean(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """Mean mu-tilde_t(x_t, x_0) of q(x_{t-1} | x_t, x_0) (Ho et al. Eq. 7):
 

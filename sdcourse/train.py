@@ -75,13 +75,27 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+DDPM_PREDICTIONS = ("eps", "v")  # what the network outputs: the noise (Ho et al.), or v (Salimans & Ho)
+
+
 def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Tensor | None,
-              gen: torch.Generator, label_dropout: float = 0.1) -> Tensor:
+              gen: torch.Generator, label_dropout: float = 0.1, prediction: str = "eps",
+              min_snr_gamma: float | None = None) -> Tensor:
     """Ho et al. Algorithm 1: || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t, y) ||^2.
 
     t ~ Uniform{0..T-1}, eps ~ N(0, I); each label is replaced by NULL_LABEL with probability
     ``label_dropout`` so that one network learns both eps(x_t, t, y) and eps(x_t, t).
+
+    Two variants of the recipe (lesson 02's defaults leave both off):
+    ``prediction="v"`` regresses v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0 instead of eps (Salimans &
+    Ho 2022, arXiv:2202.00512, Sec. 4; ``NoiseSchedule.eps_from_v`` turns it back into eps), and
+    ``min_snr_gamma`` weighs each sample's squared error by min(SNR_t, gamma) / SNR_t for eps, or
+    min(SNR_t, gamma) / (SNR_t + 1) for v: the Min-SNR-gamma weighting (Hang et al. 2023,
+    arXiv:2303.09556, Eq. 8-9), the same weight on the implied x0 error in both cases.
     """
+    validate.one_of("prediction", prediction, DDPM_PREDICTIONS)
+    if min_snr_gamma is not None:
+        validate.number("min_snr_gamma", min_snr_gamma, low=0, low_open=True)
     b = validate.nonempty("x0", x0).shape[0]  # the mean of an empty batch is NaN
     t = torch.randint(0, schedule.num_steps, (b,), generator=gen)
     eps = torch.randn(x0.shape, generator=gen)
@@ -90,7 +104,13 @@ def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Ten
         labels = labels.masked_fill(drop.to(labels.device), NULL_LABEL)
     t, eps = t.to(x0.device), eps.to(x0.device, x0.dtype)
     x_t = schedule.add_noise(x0, eps, t)  # Eq. 4
-    return F.mse_loss(model(x_t, t, labels), eps)  # the "simple" loss, Eq. 14
+    target = eps if prediction == "eps" else schedule.v_target(x0, eps, t)
+    if min_snr_gamma is None:
+        return F.mse_loss(model(x_t, t, labels), target)  # the "simple" loss, Eq. 14
+    snr = schedule.snr(t.cpu()).to(x0.device)
+    weight = snr.clamp(max=min_snr_gamma) / (snr if prediction == "eps" else snr + 1)
+    per_sample = (model(x_t, t, labels) - target).pow(2).flatten(1).mean(1)
+    return (weight.to(per_sample.dtype) * per_sample).mean()
 
 
 RESUME_FIXED = ("batch_size", "lr", "weight_decay", "ema_decay", "label_dropout", "seed", "shards")  # what ran

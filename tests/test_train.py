@@ -109,6 +109,52 @@ def test_ddpm_loss_is_the_simple_objective_with_label_dropout():
     torch.testing.assert_close(loss, eps.pow(2).mean())  # model predicts 0: loss = E[eps^2]
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("gamma", [None, 1.0])
+def test_ddpm_loss_variants_equal_a_float64_recomputation(prediction, gamma):
+    """v-prediction (Salimans & Ho 2022) and Min-SNR-gamma weights (Hang et al. 2023), recomputed here in float64."""
+    schedule = NoiseSchedule.linear(1000)
+    x0, labels = _data(16)
+
+    def model(x_t, t, y):
+        return 0.3 * x_t + 0.001 * t.view(-1, 1, 1, 1)
+
+    loss = ddpm_loss(model, schedule, x0, labels, step_generator(1, 0), label_dropout=0.0, prediction=prediction,
+                     min_snr_gamma=gamma)
+    gen = step_generator(1, 0)
+    t = torch.randint(0, 1000, (16,), generator=gen)
+    eps = torch.randn(x0.shape, generator=gen).double()
+    ab = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].view(-1, 1, 1, 1)
+    x_t = ab.sqrt() * x0.double() + (1 - ab).sqrt() * eps
+    target = eps if prediction == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * x0.double()
+    error = (0.3 * x_t + 0.001 * t.view(-1, 1, 1, 1) - target).pow(2).flatten(1).mean(1)
+    snr = (ab / (1 - ab)).flatten()
+    weight = torch.ones(16, dtype=torch.float64) if gamma is None else \
+        snr.clamp(max=gamma) / (snr if prediction == "eps" else snr + 1)
+    assert abs(loss.item() - (weight * error).mean().item()) <= 1e-5 * (weight * error).mean().item()
+    if gamma is not None:
+        assert weight.min() < 0.9 and weight.max() <= 1  # the draws include high-SNR steps it weighs down
+
+
+def test_v_target_and_its_eps_match_diffusers():
+    from diffusers import DDPMScheduler
+
+    schedule, oracle = NoiseSchedule.linear(1000), DDPMScheduler(num_train_timesteps=1000)
+    x0, eps = torch.randn(2, 6, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 1, 200, 500, 998, 999])
+    v = schedule.v_target(x0, eps, t)  # (diffusers keeps alpha-bar in float32: differences of 1e-6)
+    torch.testing.assert_close(v, oracle.get_velocity(x0, eps, t), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(schedule.eps_from_v(schedule.add_noise(x0, eps, t), v, t), eps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"prediction": "x0"}, "prediction must be one of"),
+                                                 ({"min_snr_gamma": 0.0}, "min_snr_gamma must be")])
+def test_bad_ddpm_loss_variants_are_named(kwargs, message):
+    x0, labels = _data(4)
+    with pytest.raises(ValueError, match=message):
+        ddpm_loss(lambda x, t, y: x, NoiseSchedule.linear(10), x0, labels, step_generator(0, 0), **kwargs)
+
+
 @pytest.mark.parametrize(("field", "value"), [("steps", 0), ("batch_size", 0), ("lr", 0.0), ("ema_decay", 1.0),
                                               ("label_dropout", 1.5), ("minutes", -1.0)])
 def test_bad_train_config_names_the_field(field, value):

@@ -1,0 +1,119 @@
+"""Issue 18's recipe search: what makes lesson 02's DDPM reach good digits in fewer steps.
+
+Each ``Recipe`` changes one thing of ``ddpm_mnist``'s recipe (lesson 02's loss, uniform t, eps
+prediction, AdamW at 1.5e-3, batch 128, EMA 0.999 with warm-up, the 0.4 M-parameter UNet):
+the prediction target (v, Salimans & Ho 2022), the Min-SNR-gamma loss weights (Hang et al. 2023),
+the EMA's decay, the learning rate or the batch. ``accuracy_curve`` trains one from scratch through
+the course's one training loop (``train.fit``, in chunks that resume exactly) and after each chunk
+samples its EMA with DDIM-50 and reads the digits with the course classifier: accuracy against
+training steps, which does not depend on how busy the machine is (seconds do; they are recorded
+beside). ``EpsFromV`` lets every eps-sampler sample a v-model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import evaluate, validate
+from ..data import load_mnist
+from ..samplers import DDIMSampler
+from ..sampling import sample
+from ..schedules import NoiseSchedule
+from ..train import TrainConfig, ddpm_loss, fit
+from ..unet import UNet, UNetConfig
+
+Tensor = torch.Tensor
+LINEAR_SCHEDULE = {"name": "linear", "num_steps": 1000}  # ddpm_mnist's (runs.DDPM_SCHEDULE)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train the DDPM: ``ddpm_mnist``'s unless a field says otherwise."""
+
+    name: str
+    prediction: str = "eps"  # "eps" or "v" (train.ddpm_loss)
+    min_snr_gamma: float | None = None  # Min-SNR-gamma loss weights; None = the simple loss
+    lr: float = 1.5e-3
+    batch_size: int = 128
+    ema_decay: float = 0.999
+    schedule: dict = field(default_factory=lambda: dict(LINEAR_SCHEDULE))
+
+    def loss(self, schedule: NoiseSchedule):
+        def loss(m, x, y, gen):
+            return ddpm_loss(m, schedule, x, y, gen, 0.1, self.prediction, self.min_snr_gamma)
+        return loss
+
+
+RECIPES = {r.name: r for r in (
+    Recipe("baseline"),
+    Recipe("v-prediction", prediction="v"),
+    Recipe("min-snr-5", min_snr_gamma=5.0),
+    Recipe("ema-0.995", ema_decay=0.995),
+    Recipe("lr-3e-3", lr=3e-3),
+    Recipe("batch-64", batch_size=64),
+    Recipe("cosine-schedule", schedule={"name": "cosine", "num_steps": 1000}),
+)}
+
+
+class EpsFromV(nn.Module):
+    """A v-predicting model behind the eps call signature: eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
+
+    def __init__(self, model: nn.Module, schedule: NoiseSchedule):
+        super().__init__()
+        self.model, self.schedule = model, schedule
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, x_t: Tensor, t: Tensor, labels=None) -> Tensor:
+        return self.schedule.eps_from_v(x_t, self.model(x_t, t, labels), t)
+
+
+def eps_model(model: nn.Module, recipe: Recipe, schedule: NoiseSchedule) -> nn.Module:
+    """What a sampler calls: the model itself for eps, wrapped for v."""
+    return EpsFromV(model, schedule) if recipe.prediction == "v" else model
+
+
+def accuracy_curve(recipe: Recipe, checks: list[int], eval_n: int = 300, seed: int = 0,
+                   model_config: UNetConfig | None = None, stop_at: float | None = None,
+                   progress: bool = True) -> list[dict]:
+    """Train ``recipe`` from scratch; at each step count in ``checks`` (increasing), the DDIM-50
+    conditional accuracy of its EMA on ``eval_n`` digits (equal counts per digit, noise seed 1),
+    with the training seconds so far. Stops early once the accuracy reaches ``stop_at``."""
+    checks = [validate.integer("check", c, 1) for c in checks]
+    if checks != sorted(set(checks)):
+        raise ValueError(f"checks must be increasing step counts, got {checks}")
+    digits = load_mnist("train", verbose=False)
+    schedule = NoiseSchedule.from_config(recipe.schedule)
+    model_config = model_config or UNetConfig.cpu()
+    torch.manual_seed(seed)
+    model = UNet(model_config).to(memory_format=torch.channels_last)
+    meta = {"kind": "ddpm", "model_config": model_config.to_dict()}
+    labels = torch.arange(eval_n) % 10
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.safetensors"
+        for i, steps in enumerate(tqdm(checks, desc=recipe.name, disable=not progress)):
+            cfg = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr, ema_decay=recipe.ema_decay,
+                              checkpoint_every=steps, seed=seed)
+            result = fit(model, recipe.loss(schedule), (digits.images, digits.labels), cfg, path, meta,
+                         resume=i > 0, progress=False)
+            began = time.perf_counter()
+            x0 = sample(eps_model(result.ema.eval(), recipe, schedule), DDIMSampler(schedule, 50),
+                        (eval_n, 1, 28, 28), labels, torch.Generator().manual_seed(1), progress=False)
+            accuracy = evaluate.conditional_accuracy(x0, labels)
+            rows.append({"step": steps, "train_seconds": round(result.seconds, 1), "accuracy": accuracy,
+                         "accuracy_binomial_sd": (accuracy * (1 - accuracy) / eval_n) ** 0.5,
+                         "check_seconds": round(time.perf_counter() - began, 1)})
+            model = result.model
+            if stop_at is not None and accuracy >= stop_at:
+                break
+    return rows
