@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import shlex
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -175,21 +176,24 @@ REFLOW_PAIRS, REFLOW_ODE_STEPS = 4000, 50  # as many pairs as training digits; E
 
 
 def _teacher_pairs(path: Path, teacher, num_pairs: int, ode_steps: int, seed: int, progress: bool):
-    """The teacher's (sample, noise) pairs and their labels, made once and kept beside the run
-    (``NAME.pairs.safetensors``) so that a resumed run trains on the very same pairs."""
+    """The teacher's (sample, noise) pairs, their labels, the recipe and the seconds it took to make
+    them, made once and kept beside the run (``NAME.pairs.safetensors``) so that a resumed run
+    trains on the very same pairs."""
     tensors, _ = checkpoint.load(teacher.path)
     recipe = {"teacher": str(teacher.path.name), "teacher_checksum": checkpoint.tensor_checksum(tensors),
               "num_pairs": num_pairs, "ode_steps": ode_steps, "seed": seed}
     if path.exists():
         saved, meta = checkpoint.load(path)
         if meta.get("recipe") == recipe:
-            return saved["pairs"], saved["labels"], recipe
+            return saved["pairs"], saved["labels"], recipe, meta.get("seconds")
         print(f"{path} was made with {meta.get('recipe')}, not {recipe}: making the pairs again", file=sys.stderr)
+    began = time.perf_counter()
     labels = torch.arange(num_pairs) % 10  # every digit equally often
     noise = torch.randn(num_pairs, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
     pairs = flow.reflow_pairs(teacher.model, noise, labels, ode_steps, progress=progress)
-    checkpoint.save(path, {"pairs": pairs, "labels": labels}, {"recipe": recipe})
-    return pairs, labels, recipe
+    seconds = round(time.perf_counter() - began, 1)
+    checkpoint.save(path, {"pairs": pairs, "labels": labels}, {"recipe": recipe, "seconds": seconds})
+    return pairs, labels, recipe, seconds
 
 
 def train_reflow(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True,
@@ -211,7 +215,8 @@ def train_reflow(out: Path, train_config: TrainConfig, resume: bool = False, pro
         raise ValueError(f"teacher must be a flow-matching checkpoint (kind 'flow'), got {teacher!r} of kind "
                          f"{source.kind!r}")
     pairs_path = out.with_name(out.name.replace(".safetensors", "") + ".pairs.safetensors")
-    pairs, labels, recipe = _teacher_pairs(pairs_path, source, num_pairs, ode_steps, train_config.seed, progress)
+    pairs, labels, recipe, pair_seconds = _teacher_pairs(pairs_path, source, num_pairs, ode_steps, train_config.seed,
+                                                         progress)
     torch.manual_seed(train_config.seed)
     model = UNet.from_config(source.card["model_config"]).to(config.device(), memory_format=torch.channels_last)
     model.load_state_dict(source.model.state_dict())
@@ -223,7 +228,7 @@ def train_reflow(out: Path, train_config: TrainConfig, resume: bool = False, pro
                           "reflow_of": recipe, "model_config": source.card["model_config"]}, out, resume)
     result = fit(model, loss, (pairs, labels), train_config, resume_path(out), meta, resume, progress)
     export_ema(resume_path(out), out)
-    record_run(out, result, meta, train_config, resumed=resume)
+    record_run(out, result, meta, train_config, {"pairs_seconds": pair_seconds}, resumed=resume)
     return result
 
 

@@ -44,13 +44,14 @@ def test_the_pairs_are_the_teachers_euler_samples_of_their_noise(reflow_run):
     expected = sample(teacher.model, flow.FlowMatchEulerSampler(2), (12, 1, 28, 28), labels, generator, progress=False)
     torch.testing.assert_close(pairs[:, :1], expected)
     torch.testing.assert_close(pairs[:, 1:], torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(3)))
-    assert meta["recipe"]["num_pairs"] == 12 and meta["recipe"]["ode_steps"] == 2
+    assert meta["recipe"]["num_pairs"] == 12 and meta["recipe"]["ode_steps"] == 2 and meta["seconds"] > 0
 
 
 def test_the_card_says_it_is_a_reflow_of_the_shipped_flow(reflow_run):
     card = json.loads((reflow_run[0] / "r.json").read_text())
     tensors, _ = checkpoint.load(checkpoint.checkpoint_file("flow_mnist"))
     assert card["kind"] == "flow" and card["timestep_sampling"] == "uniform" and card["steps"] == 4
+    assert card["pairs_seconds"] > 0  # the time the teacher took to make the pairs
     assert card["reflow_of"]["teacher"] == "flow_mnist.safetensors"
     assert card["reflow_of"]["teacher_checksum"] == checkpoint.tensor_checksum(tensors)
     assert checkpoint.load_model("r", reflow_run[0]).kind == "flow"
