@@ -31,25 +31,19 @@ import torch
 
 from sdcourse import captions, checkpoint, clip, config, evaluate, sd
 from sdcourse.data import load_mnist
+from sdcourse.experiments import sd_digits
 from sdcourse.sd import mnist
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NEGATIVE_SEEDS = 20  # images of "a seven" with and without the negative prompt
-PROMPTS = {
-    "words": lambda d: f"a handwritten {captions.DIGIT_WORDS[d]}",
-    "numerals": lambda d: f"a handwritten {d}",
-    "chinese": lambda d: f"手写数字{captions.DIGIT_CHINESE[d]}",
-}
+PROMPTS = sd_digits.PROMPTS  # English words, numerals, Chinese: digit -> prompt
 
 
 def generate(pipe, prompt: str, seeds: list[int], steps: int, guidance: float,
              negative: str | None = None) -> torch.Tensor:
     """(n, 1, 28, 28) digits in [-1, 1] for ``prompt`` (guided away from ``negative``), one per seed, in one
-    batched pipeline call."""
-    out = pipe([prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
-               negative_prompt=None if negative is None else [negative] * len(seeds),
-               generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]).images
-    return mnist.to_grey(out * 2 - 1)
+    batched pipeline call (``sd_digits.digits``)."""
+    return sd_digits.digits(pipe, [prompt], seeds, steps, guidance, negative_prompt=negative)[:, 0]
 
 
 def accuracy(pipe, language: str, seeds: list[int], steps: int, guidance: float) -> tuple[float, torch.Tensor]:
@@ -58,9 +52,7 @@ def accuracy(pipe, language: str, seeds: list[int], steps: int, guidance: float)
     return evaluate.conditional_accuracy(images, labels), images
 
 
-def cohens_d(a: torch.Tensor, b: torch.Tensor) -> float:
-    pooled = ((a.var() * (len(a) - 1) + b.var() * (len(b) - 1)) / (len(a) + len(b) - 2)).sqrt()
-    return ((a.mean() - b.mean()) / pooled).item()
+cohens_d = sd_digits.cohens_d
 
 
 def attribute_effect(pipe, high: str, low: str, measure, seeds, steps, guidance) -> dict:

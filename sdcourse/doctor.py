@@ -56,8 +56,8 @@ def lesson_plan(acc: dict, sd_models: list[str]) -> dict[str, str]:
     plan = {lesson: "full" for lesson in LESSONS}
     gpu_ok = acc["cuda"] and acc.get("gpu_total_gib", 0) >= SD_MIN_GPU_GIB
     if not sd_models:
-        plan["08_stable_diffusion_pipeline"] = ("random weights (no Stable Diffusion weights cached: "
-                                                "`sdcourse prefetch` while online)")
+        plan["08_stable_diffusion_pipeline"] = ("sd-mnist, the course's digits (no Stable Diffusion weights "
+                                                "cached: `sdcourse prefetch` while online)")
     elif not (gpu_ok or acc["mps"]):
         plan["08_stable_diffusion_pipeline"] = "real weights on CPU: minutes per image (sd-turbo is faster)"
     return plan

@@ -14,10 +14,9 @@ def guided_noise(unet, latents, t, text_embeds, guidance_scale):
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
 
-def prepare_latents(height, width, scheduler, generator):
-    return (
-        torch.randn(1, 4, height // 8, width // 8, generator=generator) * scheduler.init_noise_sigma
-    )
+def prepare_latents(height, width, scheduler, generator, vae_scale_factor):
+    f = vae_scale_factor
+    return torch.randn(1, 4, height // f, width // f, generator=generator) * scheduler.init_noise_sigma
 
 
 def decode(vae, latents):
@@ -63,29 +62,14 @@ CASES = {
     checks.check_prepare_latents: (
         prepare_latents,
         [
-            (lambda h, w, s, g: torch.randn(1, 4, h // 8, w // 8, generator=g), "init_noise_sigma"),
-            (
-                lambda h, w, s, g: (
-                    torch.randn(1, 4, h // 8, w // 8, generator=g) / s.init_noise_sigma
-                ),
-                "divided",
-            ),
-            (
-                lambda h, w, s, g: torch.randn(1, 4, h, w, generator=g) * s.init_noise_sigma,
-                "shrinks each side by 8",
-            ),
-            (
-                lambda h, w, s, g: (
-                    torch.randn(1, 4, w // 8, h // 8, generator=g) * s.init_noise_sigma
-                ),
-                "swapped",
-            ),
-            (
-                lambda h, w, s, g: (
-                    torch.rand(1, 4, h // 8, w // 8, generator=g) * s.init_noise_sigma
-                ),
-                None,
-            ),
+            (lambda h, w, s, g, f: torch.randn(1, 4, h // f, w // f, generator=g), "init_noise_sigma"),
+            (lambda h, w, s, g, f: torch.randn(1, 4, h // f, w // f, generator=g) / s.init_noise_sigma, "divided"),
+            (lambda h, w, s, g, f: torch.randn(1, 4, h, w, generator=g) * s.init_noise_sigma,
+             "shrinks each side by vae_scale_factor"),
+            (lambda h, w, s, g, f: torch.randn(1, 4, w // f, h // f, generator=g) * s.init_noise_sigma, "swapped"),
+            (lambda h, w, s, g, f: torch.randn(1, 4, h // 8, w // 8, generator=g) * s.init_noise_sigma,
+             "do not write the factor out"),
+            (lambda h, w, s, g, f: torch.rand(1, 4, h // f, w // f, generator=g) * s.init_noise_sigma, None),
         ],
     ),
     checks.check_decode: (

@@ -37,9 +37,9 @@ def test_doctor_command_returns_quickly_offline(tmp_home):
     assert time.perf_counter() - start < 60  # generous: it must not wait on the network
 
 
-def test_lesson_plan_without_weights_marks_lesson_08_random():
+def test_lesson_plan_without_weights_marks_lesson_08_on_sd_mnist():
     plan = doctor.lesson_plan({"cuda": False, "mps": False}, sd_models=[])
-    assert "random weights" in plan["08_stable_diffusion_pipeline"]
+    assert "sd-mnist" in plan["08_stable_diffusion_pipeline"]
     plan = doctor.lesson_plan({"cuda": True, "mps": False, "gpu_total_gib": 24.0},
                               sd_models=["stable-diffusion-v1-5/stable-diffusion-v1-5"])
     assert plan["08_stable_diffusion_pipeline"] == "full"

@@ -403,12 +403,28 @@ def test_hub_offline_reads_what_the_user_asked_for(monkeypatch):
     assert sd.hub_offline()
 
 
-def test_lesson_pipeline_falls_back_to_tiny_and_says_so(hf_home, monkeypatch, capsys):
+def test_lesson_model_falls_back_to_sd_mnist_and_the_variable_wins(tiny, tmp_path, hf_home, monkeypatch, capsys):
+    monkeypatch.delenv(sd_lesson.MODEL_VARIABLE, raising=False)
+    assert sd_lesson.lesson_model() == "sd-mnist"  # no weights cached: the course's own SD
+    said = capsys.readouterr().out
+    assert "No Stable Diffusion weights cached" in said and "sd-mnist" in said and said.count("\n") == 1
+
+    folder = tmp_path / "pipe"
+    tiny.save_pretrained(folder)
+    hub.add_pipeline_folder(folder, sd.DEFAULT_MODEL)  # as if `sdcourse prefetch` had run
+    assert sd_lesson.lesson_model() == sd.DEFAULT_MODEL and capsys.readouterr().out == ""
+    monkeypatch.setenv(sd_lesson.MODEL_VARIABLE, "tiny")  # the variable wins over the cache
+    assert sd_lesson.lesson_model() == "tiny"
+
+
+def test_lesson_pipeline_on_sd_mnist_says_so_and_asks_for_digits(hf_home, monkeypatch, capsys):
     monkeypatch.delenv(sd_lesson.MODEL_VARIABLE, raising=False)
     lesson = sd_lesson.lesson_pipeline(device="cpu")
     assert "No Stable Diffusion weights cached" in capsys.readouterr().out
-    assert (lesson.model, lesson.real_weights) == ("tiny", False)
-    assert lesson.label == "random weights (tiny): noise by design"
+    assert (lesson.model, lesson.real_weights, lesson.label, lesson.size) == ("sd-mnist", True, "sd-mnist", 32)
+    assert lesson.prompts is sd_lesson.DIGIT_PROMPTS and "seven" in lesson.prompts.prompt
+    assert lesson.init_image(64).size == (32, 32)  # a real test digit, padded as sd-mnist was trained
+    assert sd_lesson.sd_mnist_pipeline(lesson) is lesson.pipe
     assert not hasattr(lesson.pipe, "sdcourse_model")
     with pytest.raises(AttributeError):  # frozen: what the lesson knows cannot drift from the pipeline
         lesson.model = "other"
@@ -422,10 +438,15 @@ def test_lesson_pipeline_takes_a_cached_model_or_the_variable(tiny, tmp_path, hf
     lesson = sd_lesson.lesson_pipeline(device="cpu")
     assert capsys.readouterr().out == ""
     assert (lesson.model, lesson.real_weights, lesson.label) == (sd.DEFAULT_MODEL, True, sd.DEFAULT_MODEL)
+    assert lesson.prompts is sd_lesson.SD_PROMPTS and lesson.init_image(48).size == (48, 48)
+    assert sd_lesson.sd_mnist_pipeline(lesson) is not lesson.pipe  # the measured sweeps still run on sd-mnist
 
     monkeypatch.setenv(sd_lesson.MODEL_VARIABLE, str(folder))
     lesson = sd_lesson.lesson_pipeline(device="cpu")
     assert (lesson.model, lesson.real_weights, lesson.label) == (str(folder), True, str(folder))
+    monkeypatch.setenv(sd_lesson.MODEL_VARIABLE, "tiny")
+    lesson = sd_lesson.lesson_pipeline(device="cpu")
+    assert (lesson.real_weights, lesson.label) == (False, "random weights (tiny): noise by design")
 
 
 def test_latents_to_images_decodes_like_generate(tiny):

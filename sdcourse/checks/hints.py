@@ -102,9 +102,10 @@ HINTS: dict[str, tuple[str, str]] = {
         "eps_uncond, eps_cond = unet(torch.cat([latents] * 2), t, encoder_hidden_states=text_embeds)"
         ".sample.chunk(2); then the guidance formula of lesson 04."),
     "prepare_latents": (
-        "The latent is 8 times smaller than the image on each side. At what noise level does the "
-        "scheduler start?",
-        "torch.randn((1, 4, height // 8, width // 8), generator=generator) * scheduler.init_noise_sigma."),
+        "The latent is vae_scale_factor times smaller than the image on each side (8 for SD, 4 for "
+        "sd-mnist). At what noise level does the scheduler start?",
+        "torch.randn((1, 4, height // vae_scale_factor, width // vae_scale_factor), generator=generator)"
+        " * scheduler.init_noise_sigma."),
     "decode": (
         "After encoding, SD multiplied the latents by a factor; where does the VAE keep it, and "
         "what must happen before decoding?",

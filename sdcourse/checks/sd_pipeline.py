@@ -80,31 +80,38 @@ def _lesson08_schedulers():
 
 @exercise("prepare_latents")
 def check_prepare_latents(fn: Callable, trials: int = 4, seed: int | None = None) -> None:
-    """Check ``fn(height, width, scheduler, generator) -> latents`` (1, 4, height/8, width/8): standard
-    normal noise from ``generator`` times ``scheduler.init_noise_sigma`` (after ``set_timesteps``)."""
+    """Check ``fn(height, width, scheduler, generator, vae_scale_factor) -> latents`` (1, 4, height/f,
+    width/f) with f = ``vae_scale_factor`` (8 for SD, 4 for sd-mnist): standard normal noise from
+    ``generator`` times ``scheduler.init_noise_sigma`` (after ``set_timesteps``)."""
     from diffusers import StableDiffusionPipeline  # lazy: diffusers takes seconds to import
 
     gen = generator(seed)
     for trial in range(trials):
         scheduler = _lesson08_schedulers()[trial % 2]
         scheduler.set_timesteps(int(torch.randint(5, 51, (1,), generator=gen)))
+        f = (8, 4)[(trial // 2) % 2]  # SD's VAE, then sd-mnist's
         height, width = (8 * int(v) for v in torch.randint(2, 17, (2,), generator=gen))
         if height == width:
             width += 8  # not square, so swapped sides show
         noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         # diffusers' own prepare_latents is the reference
-        oracle = type("Oracle", (), {"vae_scale_factor": 8, "scheduler": scheduler})()
+        oracle = type("Oracle", (), {"vae_scale_factor": f, "scheduler": scheduler})()
         ref = StableDiffusionPipeline.prepare_latents(oracle, 1, 4, height, width, torch.float32,
                                                       torch.device("cpu"), torch.Generator().manual_seed(noise_seed))
-        noise = torch.randn(1, 4, height // 8, width // 8, generator=torch.Generator().manual_seed(noise_seed))
+        noise = torch.randn(1, 4, height // f, width // f, generator=torch.Generator().manual_seed(noise_seed))
         sigma = float(scheduler.init_noise_sigma)
-        got = call(fn, height, width, scheduler, torch.Generator().manual_seed(noise_seed), what="prepare_latents")
+        got = call(fn, height, width, scheduler, torch.Generator().manual_seed(noise_seed), f, what="prepare_latents")
         if isinstance(got, torch.Tensor) and got.shape == (1, 4, height, width):
-            raise CheckFailed(f"latents have the image's size {tuple(got.shape)}; the VAE shrinks each side by 8: "
-                              f"expected {tuple(ref.shape)}")
-        if isinstance(got, torch.Tensor) and got.shape == (1, 4, width // 8, height // 8):
+            raise CheckFailed(f"latents have the image's size {tuple(got.shape)}; the VAE shrinks each side by "
+                              f"vae_scale_factor ({f}): expected {tuple(ref.shape)}")
+        if isinstance(got, torch.Tensor) and got.shape == (1, 4, width // f, height // f):
             raise CheckFailed(f"latents {tuple(got.shape)} have height and width swapped: tensors are "
                               f"(batch, channels, height, width), expected {tuple(ref.shape)}")
+        other = 12 - f  # the other factor: 8 <-> 4
+        if isinstance(got, torch.Tensor) and got.shape == (1, 4, height // other, width // other):
+            raise CheckFailed(f"latents {tuple(got.shape)} are 1/{other} of the image; the VAE shrinks each side "
+                              f"by vae_scale_factor ({f}) here, do not write the factor out: "
+                              f"expected {tuple(ref.shape)}")
         compare("latents", got, ref, mistakes={
             f"forgot scheduler.init_noise_sigma ({sigma:.4g} for {type(scheduler).__name__}): Euler-type "
             "samplers start from noise of standard deviation sigma_max, not 1.": noise,
@@ -112,7 +119,7 @@ def check_prepare_latents(fn: Callable, trials: int = 4, seed: int | None = None
                 noise / sigma,
             "scaled by sqrt(init_noise_sigma^2 + 1): that is what scale_model_input undoes inside the loop.":
                 noise * (sigma**2 + 1) ** 0.5,
-        }, context=f"{type(scheduler).__name__}, height={height}, width={width}")
+        }, context=f"{type(scheduler).__name__}, height={height}, width={width}, vae_scale_factor={f}")
     passed("prepare_latents", trials)
 
 
