@@ -12,7 +12,8 @@ Three claims need formulas of their own, kept here so they can be unit tested:
   two Gaussians of equal variance (Eq. 8) equals the eps-error weighted as in Eq. 12; Eq. 14 drops
   that weight. ``reinitialized`` and ``perturbed`` make worse "checkpoints" of one network to rank.
 
-``compare_reverse_steps`` is claim 5's measurement (lesson 10 and ``bench/claims.py`` share it).
+``compare_reverse_steps`` is claim 5's measurement over seeds, as lesson 10 runs it (``bench/claims.py``
+wrote the single-seed n = 100 run the lesson shows beside it).
 """
 
 from __future__ import annotations
