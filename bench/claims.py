@@ -11,7 +11,6 @@ the bound (Eq. 5) on test digits for the shipped model and for the same network 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import sys
@@ -28,16 +27,6 @@ from sdcourse.sampling import sample
 RESULTS = config.REPO_ROOT / "bench" / "results" / "claims.json"
 
 
-def reinitialized(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """A copy of ``model`` with every submodule that has ``reset_parameters`` reset (an untrained model)."""
-    torch.manual_seed(seed)
-    fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    return fresh.eval()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="digits per sampler (claim 5)")
@@ -52,7 +41,7 @@ def main() -> None:
     test = data.load_mnist("test", verbose=False)
     images, labels = test.images[: args.n_bound], test.labels[: args.n_bound]
     bound = {"shipped ddpm_mnist": claims.simple_and_bound(ddpm.model, ddpm.schedule, images, labels, args.seed),
-             "re-initialized": claims.simple_and_bound(reinitialized(ddpm.model, args.seed), ddpm.schedule,
+             "re-initialized": claims.simple_and_bound(claims.reinitialized(ddpm.model, args.seed), ddpm.schedule,
                                                        images, labels, args.seed)}
     wanted = torch.arange(args.n) % 10
     rows = {}

@@ -100,3 +100,41 @@ def test_bad_beta_is_named():
     x = torch.zeros(2)
     with pytest.raises(ValueError, match="beta_t"):
         claims.naive_reverse_step(x, x, 1.0)
+
+
+def test_compare_reverse_steps_rows_summary_and_the_naive_collapse():
+    """A model that calls all of x_t noise (eps = x_t): the naive step shrinks x_t by (1 - sqrt(beta_t)) /
+    sqrt(1 - beta_t) < 1 each step, so every seed ends at the same point; DDPM's fresh noise keeps them apart."""
+    schedule = NoiseSchedule.linear(num_steps=50)
+
+    def model(x, t, labels):
+        return x
+
+    labels = torch.tensor([3, 3, 5, 5])
+    out = claims.compare_reverse_steps(model, schedule, labels, seeds=[0, 1], fid=False)
+    assert [(r["seed"], r["sampler"]) for r in out["rows"]] == [(s, n) for s in (0, 1) for n in claims.REVERSE_STEPS]
+    assert all(r["fid"] is None for r in out["rows"]) and "fid" not in out["summary"]["DDPM posterior"]
+    naive, ddpm = out["summary"]["articles' step"], out["summary"]["DDPM posterior"]
+    assert set(naive) == {"accuracy", "diversity", "pixel_std"}
+    assert naive["pixel_std"][0] < 0.05 * ddpm["pixel_std"][0]  # collapsed towards 0
+    assert naive["diversity"][0] < 0.1 * ddpm["diversity"][0]
+    assert out["images"]["articles' step"].shape == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match="seeds"):
+        claims.compare_reverse_steps(model, schedule, labels, seeds=[])
+
+
+def test_reinitialized_and_perturbed_copies_leave_the_model_alone():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    before = [p.clone() for p in net.parameters()]
+    state = torch.random.get_rng_state()
+    fresh, again = claims.reinitialized(net, 1), claims.reinitialized(net, 1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is untouched
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), again.parameters(), strict=True))
+    assert not torch.equal(fresh[0].weight, net[0].weight)
+    noisy = claims.perturbed(net, 0.5, seed=0)
+    change = (noisy[0].weight - net[0].weight).std() / net[0].weight.std()
+    assert 0.3 < change < 0.7
+    assert torch.equal(claims.perturbed(net, 0.0)[1].weight, net[1].weight)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    with pytest.raises(ValueError, match="scale"):
+        claims.perturbed(net, -1.0)

@@ -10,16 +10,23 @@ Three claims need formulas of their own, kept here so they can be unit tested:
   0-based t, against the variance preserving Eq. 4, Var[x_t] = alpha_bar_t Var[x_0] + 1 - alpha_bar_t.
 * Claim 10, the simplified loss against the variational bound: the KL term L_{t-1} of Eq. 5 between
   two Gaussians of equal variance (Eq. 8) equals the eps-error weighted as in Eq. 12; Eq. 14 drops
-  that weight.
+  that weight. ``reinitialized`` and ``perturbed`` make worse "checkpoints" of one network to rank.
+
+``compare_reverse_steps`` is claim 5's measurement over seeds, as lesson 10 runs it (``bench/claims.py``
+wrote the single-seed n = 100 run the lesson shows beside it).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
-from .. import validate
+from .. import evaluate, validate
 from ..samplers import DDPMSampler, SamplerOutput, _check_step_inputs
+from ..sampling import sample
 from ..schedules import NoiseSchedule
+from .guidance_sweep import within_class_diversity
 
 Tensor = torch.Tensor
 
@@ -133,3 +140,64 @@ def simple_and_bound(model, schedule, images: Tensor, labels: Tensor | None, see
     n = images.shape[0] ** 0.5
     return {"simple": simple.mean().item(), "simple_se": simple.std().item() / n,
             "bound": bound.mean().item(), "bound_se": bound.std().item() / n, "n": images.shape[0]}
+
+
+REVERSE_STEPS = ("DDPM posterior", "articles' step")  # Ho et al. Algorithm 2; ``NaiveSampler``
+
+
+def compare_reverse_steps(model, schedule, labels: Tensor, seeds, fid: bool = True, progress: bool = False) -> dict:
+    """Claim 5: for each seed, digits asked for ``labels`` (N,) from the same x_T with each of
+    ``REVERSE_STEPS``, scored by ``sdcourse.evaluate``.
+
+    Returns ``{"rows": [{"seed", "sampler", "accuracy", "fid" (None unless ``fid``), "diversity",
+    "pixel_std"}, ...], "summary": {sampler: {key: (mean, sd over seeds)}}, "images": {sampler: the
+    first seed's digits (N, 1, 28, 28)}}``. ``diversity`` is ``within_class_diversity`` (0 when
+    every seed gives the same digit for a label); sd is 0.0 with one seed.
+    """
+    schedule = _check_schedule(schedule)
+    labels = validate.integer_tensor("labels", labels)
+    seeds = [validate.integer("seed", s, low=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    rows, images = [], {}
+    for seed in seeds:
+        for name, sampler in zip(REVERSE_STEPS, (DDPMSampler(schedule), NaiveSampler(schedule)), strict=True):
+            x = sample(model, sampler, (len(labels), 1, 28, 28), labels=labels,
+                       generator=torch.Generator().manual_seed(seed), progress=progress).clamp(-1, 1)
+            images.setdefault(name, x)
+            rows.append({"seed": seed, "sampler": name, "accuracy": evaluate.conditional_accuracy(x, labels),
+                         "fid": evaluate.evaluate_samples(x, labels).fid if fid else None,
+                         "diversity": within_class_diversity(x, labels), "pixel_std": x.std().item()})
+    summary = {}
+    for name in REVERSE_STEPS:
+        mine = [r for r in rows if r["sampler"] == name]
+        summary[name] = {}
+        for key in ("accuracy", "fid", "diversity", "pixel_std"):
+            if mine[0][key] is not None:
+                values = torch.tensor([r[key] for r in mine], dtype=torch.float64)
+                summary[name][key] = (values.mean().item(), values.std().item() if len(values) > 1 else 0.0)
+    return {"rows": rows, "summary": summary, "images": images}
+
+
+def reinitialized(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A copy of ``model`` with every submodule that has ``reset_parameters`` reset (an untrained model)."""
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state untouched
+        torch.manual_seed(validate.integer("seed", seed, low=0))
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return fresh.eval()
+
+
+@torch.no_grad()
+def perturbed(model: torch.nn.Module, scale: float, seed: int = 0) -> torch.nn.Module:
+    """A copy of ``model`` with Gaussian noise of ``scale`` times each weight tensor's sd added to it
+    (a worse checkpoint of the same network, for ranking: larger ``scale``, worse model)."""
+    scale = validate.number("scale", scale, low=0.0)
+    noisy = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(validate.integer("seed", seed, low=0))
+    for p in noisy.parameters():
+        if p.numel() > 1:
+            p.add_(torch.randn(p.shape, generator=g).to(p) * p.std() * scale)
+    return noisy.eval()
