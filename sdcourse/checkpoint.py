@@ -45,6 +45,7 @@ MODEL_CLASSES = {  # kind -> the class that ``load_model`` builds with ``cls.fro
     "classifier": "sdcourse.evaluate.Classifier",  # the evaluation classifier
 }
 SCHEDULE_CLASS = "sdcourse.schedules.NoiseSchedule"  # built with ``from_config(card["schedule"])``
+V_PREDICTION_WRAPPER = "sdcourse.schedules.EpsFromV"  # a "prediction": "v" DDPM is loaded behind it (eps out)
 
 
 class CheckpointError(ValueError):
@@ -144,6 +145,23 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], pat
 # ---- cards --------------------------------------------------------------------------------------
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer's state as flat tensors ``optim.<param index>.<name>`` and its param groups (JSON)."""
+    state = optimizer.state_dict()
+    tensors = {f"optim.{i}.{name}": value for i, entry in state["state"].items() for name, value in entry.items()}
+    return tensors, state["param_groups"]
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    """The inverse of ``optimizer_tensors``: the ``optim.`` tensors and param groups back into ``optimizer``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
 def card_path(path: str | Path) -> Path:
     """The JSON card beside checkpoint ``path``: ``NAME.safetensors`` -> ``NAME.json``."""
     return Path(path).with_suffix(".json")
@@ -205,7 +223,8 @@ def load_model(name: str, directory: str | Path | None = None, device: str | tor
 
     The checkpoint's ``kind`` picks the class (``MODEL_CLASSES``), its ``model_config`` builds it,
     and weights that do not fit are a ``CheckpointError`` naming the file. A VAE gets its measured
-    ``scaling_factor``; a diffusion model's ``schedule`` is rebuilt from the card.
+    ``scaling_factor``; a diffusion model's ``schedule`` is rebuilt from the card, and a DDPM trained
+    to predict v (``"prediction": "v"``) comes behind ``schedules.EpsFromV``, so it returns eps.
     """
     device = config.device(str(device))
     path = checkpoint_file(name, directory)
@@ -231,4 +250,6 @@ def load_model(name: str, directory: str | Path | None = None, device: str | tor
     if "scaling_factor" in meta and hasattr(model, "scaling_factor"):
         model.scaling_factor = float(meta["scaling_factor"])  # measured after training (runs.train_vae)
     schedule = _resolve(SCHEDULE_CLASS).from_config(card["schedule"]) if "schedule" in card else None
+    if card.get("prediction", "eps") == "v":  # issue 18's recipe: every sampler still receives eps
+        model = _resolve(V_PREDICTION_WRAPPER)(model, schedule)
     return LoadedModel(model.to(device).eval(), card, schedule, path)

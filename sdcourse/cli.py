@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train, "train a course model (checkpoints every N steps; --resume continues)")
     train.add_argument("model", choices=["ddpm", "flow", "reflow", "classifier", "vae", "vae2d", "ldm", "sd-mnist"])
     train.add_argument("--stage", default="all", choices=[*sd_mnist_runs.STAGES, "all"], help="sd-mnist only")
-    train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="UNet size (ddpm, flow)")
+    train.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu", "ten-minutes"],
+                       help="UNet size (ddpm, flow); ten-minutes: ddpm's fast recipe on a 9-minute budget")
     train.add_argument("--beta", type=float, default=None, help="KL weight of the VAE's loss (vae, vae2d; default 1)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 4000)")
     train.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops with a checkpoint")
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--out", default=None, help="checkpoint path (default $SDCOURSE_HOME/runs/<model>.safetensors)")
+    train.add_argument("--checkpoints", default=None, help="the folder to write <model>.safetensors in (or --out)")
     train.add_argument("--resume", action="store_true", help="continue from --out exactly where it stopped")
     train.add_argument("--force", action="store_true",
                        help="replace an existing run, or write into the repository's checkpoints/")

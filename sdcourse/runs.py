@@ -14,17 +14,18 @@ from __future__ import annotations
 import platform
 import shlex
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, config, flow, ldm, validate
+from . import checkpoint, config, flow, ldm
 from . import vae as vae_module
 from .data import load_mnist
-from .evaluate import Classifier, classifier_loss
-from .schedules import NoiseSchedule
+from .evaluate import Classifier, classifier_loss, conditional_accuracy
+from .samplers import DDIMSampler
+from .sampling import sample
+from .schedules import EpsFromV, NoiseSchedule
 from .train import FitResult, TrainConfig, ddpm_loss, fit
 from .unet import UNet, UNetConfig
 
@@ -132,7 +133,7 @@ def export_ema(run: Path, out: Path) -> Path:
 
 
 def _train_pixel_unet(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool, progress: bool,
-                      meta: dict, loss) -> FitResult:
+                      meta: dict, loss, monitor=None) -> FitResult:
     """The UNet of lesson 02 on the training digits with ``loss(m, x, y, gen)``: shared by the DDPM
     and the flow, so that they differ in their objective only."""
     digits = load_mnist("train")
@@ -141,22 +142,41 @@ def _train_pixel_unet(out: Path, model_config: UNetConfig, train_config: TrainCo
     meta = {**meta, "model_config": model_config.to_dict(), "data_source": digits.source, "train_digits": len(digits)}
     meta = with_commands(meta, out, resume)
     result = fit(model, loss, (digits.images, digits.labels), train_config, resume_path(out), meta, resume,
-                 progress)
+                 progress, monitor=monitor)
     export_ema(resume_path(out), out)
     record_run(out, result, meta, train_config, resumed=resume)
     return result
 
 
+def accuracy_monitor(schedule: NoiseSchedule, prediction: str, n: int, steps: int = 25):
+    """``fit``'s monitor: the conditional accuracy of the EMA on ``n`` digits (DDIM-``steps``, fixed
+    noise), an estimate on the progress bar while a run trains (binomial sd about 5 points at n = 100)."""
+    labels = torch.arange(n) % 10
+
+    def monitor(step: int, ema) -> dict:
+        model = EpsFromV(ema.eval(), schedule) if prediction == "v" else ema.eval()
+        x0 = sample(model, DDIMSampler(schedule, steps), (n, 1, 28, 28), labels, torch.Generator().manual_seed(1),
+                    progress=False)
+        return {"accuracy": f"~{conditional_accuracy(x0, labels):.0%} (n={n})"}
+
+    return monitor
+
+
 def train_ddpm(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
-               progress: bool = True) -> FitResult:
-    """The class-conditional pixel-space DDPM of lessons 02 to 04."""
+               progress: bool = True, prediction: str = "eps", min_snr_gamma: float | None = None,
+               monitor_digits: int = 0) -> FitResult:
+    """The class-conditional pixel-space DDPM of lessons 02 to 04; ``prediction`` and
+    ``min_snr_gamma`` as in ``train.ddpm_loss`` (the card records them; ``checkpoint.load_model``
+    serves a v-model as eps). ``monitor_digits`` > 0 estimates the accuracy at every checkpoint."""
     schedule = NoiseSchedule.from_config(DDPM_SCHEDULE)
 
     def loss(m, x, y, gen):
-        return ddpm_loss(m, schedule, x, y, gen, train_config.label_dropout)
+        return ddpm_loss(m, schedule, x, y, gen, train_config.label_dropout, prediction, min_snr_gamma)
 
+    recipe = {"prediction": prediction, **({} if min_snr_gamma is None else {"min_snr_gamma": min_snr_gamma})}
+    monitor = accuracy_monitor(schedule, prediction, monitor_digits) if monitor_digits else None
     return _train_pixel_unet(out, model_config, train_config, resume, progress,
-                             {"kind": "ddpm", "schedule": DDPM_SCHEDULE}, loss)
+                             {"kind": "ddpm", "schedule": DDPM_SCHEDULE, **recipe}, loss, monitor)
 
 
 def train_flow(out: Path, model_config: UNetConfig, train_config: TrainConfig, resume: bool = False,
@@ -170,66 +190,6 @@ def train_flow(out: Path, model_config: UNetConfig, train_config: TrainConfig, r
 
     return _train_pixel_unet(out, model_config, train_config, resume, progress,
                              {"kind": "flow", "timestep_sampling": "logit_normal", "num_train_timesteps": 1000}, loss)
-
-
-REFLOW_PAIRS, REFLOW_ODE_STEPS = 4000, 50  # as many pairs as training digits; Euler-50 is within noise of the best
-
-
-def _teacher_pairs(path: Path, teacher, num_pairs: int, ode_steps: int, seed: int, progress: bool):
-    """The teacher's (sample, noise) pairs, their labels, the recipe and the seconds it took to make
-    them, made once and kept beside the run (``NAME.pairs.safetensors``) so that a resumed run
-    trains on the very same pairs."""
-    tensors, _ = checkpoint.load(teacher.path)
-    recipe = {"teacher": str(teacher.path.name), "teacher_checksum": checkpoint.tensor_checksum(tensors),
-              "num_pairs": num_pairs, "ode_steps": ode_steps, "seed": seed}
-    if path.exists():
-        saved, meta = checkpoint.load(path)
-        if meta.get("recipe") == recipe:
-            return saved["pairs"], saved["labels"], recipe, meta.get("seconds")
-        print(f"{path} was made with {meta.get('recipe')}, not {recipe}: making the pairs again", file=sys.stderr)
-    began = time.perf_counter()
-    labels = torch.arange(num_pairs) % 10  # every digit equally often
-    noise = torch.randn(num_pairs, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    pairs = flow.reflow_pairs(teacher.model, noise, labels, ode_steps, progress=progress)
-    seconds = round(time.perf_counter() - began, 1)
-    checkpoint.save(path, {"pairs": pairs, "labels": labels}, {"recipe": recipe, "seconds": seconds})
-    return pairs, labels, recipe, seconds
-
-
-def train_reflow(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True,
-                 teacher: str = "flow_mnist", num_pairs: int | None = None, ode_steps: int | None = None,
-                 checkpoints: Path | None = None) -> FitResult:
-    """Rectified flow's reflow on digits (Liu et al. 2022, Sec. 2.2; lesson 12): the 2-rectified flow.
-
-    The trained flow ``teacher`` carries ``num_pairs`` (default ``REFLOW_PAIRS``) noises, every digit
-    equally often, to samples with its Euler ODE (``ode_steps``, default ``REFLOW_ODE_STEPS``; no
-    guidance); a copy of it, started from its weights as there,
-    then learns the velocity along the straight line of each fixed (sample, noise) pair
-    (``flow.reflow_loss``, t uniform) instead of between independent digits and noises. The same
-    label dropout keeps guidance possible.
-    """
-    num_pairs = validate.integer("num_pairs", REFLOW_PAIRS if num_pairs is None else num_pairs, 10)
-    ode_steps = validate.integer("ode_steps", REFLOW_ODE_STEPS if ode_steps is None else ode_steps, 1)
-    source = checkpoint.load_model(teacher, checkpoints)
-    if source.kind != "flow":
-        raise ValueError(f"teacher must be a flow-matching checkpoint (kind 'flow'), got {teacher!r} of kind "
-                         f"{source.kind!r}")
-    pairs_path = out.with_name(out.name.replace(".safetensors", "") + ".pairs.safetensors")
-    pairs, labels, recipe, pair_seconds = _teacher_pairs(pairs_path, source, num_pairs, ode_steps, train_config.seed,
-                                                         progress)
-    torch.manual_seed(train_config.seed)
-    model = UNet.from_config(source.card["model_config"]).to(config.device(), memory_format=torch.channels_last)
-    model.load_state_dict(source.model.state_dict())
-
-    def loss(m, x, y, gen):
-        return flow.reflow_loss(m, x, y, gen, train_config.label_dropout)
-
-    meta = with_commands({"kind": "flow", "timestep_sampling": "uniform", "num_train_timesteps": 1000,
-                          "reflow_of": recipe, "model_config": source.card["model_config"]}, out, resume)
-    result = fit(model, loss, (pairs, labels), train_config, resume_path(out), meta, resume, progress)
-    export_ema(resume_path(out), out)
-    record_run(out, result, meta, train_config, {"pairs_seconds": pair_seconds}, resumed=resume)
-    return result
 
 
 def train_classifier(out: Path, train_config: TrainConfig, resume: bool = False, progress: bool = True) -> FitResult:

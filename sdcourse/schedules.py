@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from . import validate
 
@@ -231,3 +232,20 @@ class NoiseSchedule:
     def __repr__(self) -> str:
         return (f"NoiseSchedule.{self.name}(num_steps={self.num_steps}, "
                 f"beta_1={self.betas[0].item():.3g}, beta_T={self.betas[-1].item():.3g})")
+
+
+class EpsFromV(nn.Module):
+    """A v-predicting model behind the eps call signature (``NoiseSchedule.eps_from_v``), so that every
+    eps-sampler, guidance and the lessons' code sample it unchanged: ``model(x_t, t, labels) -> eps``."""
+
+    def __init__(self, model: nn.Module, schedule: NoiseSchedule):
+        super().__init__()
+        self.model, self.schedule = model, schedule
+
+    @property
+    def config(self):
+        """The wrapped model's config (sample shape, classes)."""
+        return self.model.config
+
+    def forward(self, x_t: Tensor, t: Tensor, labels=None) -> Tensor:
+        return self.schedule.eps_from_v(x_t, self.model(x_t, t, labels), t)

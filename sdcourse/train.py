@@ -78,20 +78,15 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 DDPM_PREDICTIONS = ("eps", "v")  # what the network outputs: the noise (Ho et al.), or v (Salimans & Ho)
 
 
-def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Tensor | None,
-              gen: torch.Generator, label_dropout: float = 0.1, prediction: str = "eps",
-              min_snr_gamma: float | None = None) -> Tensor:
+def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Tensor | None, gen: torch.Generator,
+              label_dropout: float = 0.1, prediction: str = "eps", min_snr_gamma: float | None = None) -> Tensor:
     """Ho et al. Algorithm 1: || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t, y) ||^2.
 
     t ~ Uniform{0..T-1}, eps ~ N(0, I); each label is replaced by NULL_LABEL with probability
-    ``label_dropout`` so that one network learns both eps(x_t, t, y) and eps(x_t, t).
-
-    Two variants of the recipe (lesson 02's defaults leave both off):
-    ``prediction="v"`` regresses v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0 instead of eps (Salimans &
-    Ho 2022, arXiv:2202.00512, Sec. 4; ``NoiseSchedule.eps_from_v`` turns it back into eps), and
-    ``min_snr_gamma`` weighs each sample's squared error by min(SNR_t, gamma) / SNR_t for eps, or
-    min(SNR_t, gamma) / (SNR_t + 1) for v: the Min-SNR-gamma weighting (Hang et al. 2023,
-    arXiv:2303.09556, Eq. 8-9), the same weight on the implied x0 error in both cases.
+    ``label_dropout`` so that one network learns both eps(x_t, t, y) and eps(x_t, t). Issue 18's
+    variants (off by default): ``prediction="v"`` regresses v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0
+    (Salimans & Ho 2022, arXiv:2202.00512, Sec. 4), and ``min_snr_gamma`` weighs each sample by
+    min(SNR_t, gamma) / SNR_t for eps, / (SNR_t + 1) for v (Hang et al. 2023, arXiv:2303.09556, Eq. 8-9).
     """
     validate.one_of("prediction", prediction, DDPM_PREDICTIONS)
     if min_snr_gamma is not None:
@@ -108,9 +103,8 @@ def ddpm_loss(model: nn.Module, schedule: NoiseSchedule, x0: Tensor, labels: Ten
     if min_snr_gamma is None:
         return F.mse_loss(model(x_t, t, labels), target)  # the "simple" loss, Eq. 14
     snr = schedule.snr(t.cpu()).to(x0.device)
-    weight = snr.clamp(max=min_snr_gamma) / (snr if prediction == "eps" else snr + 1)
-    per_sample = (model(x_t, t, labels) - target).pow(2).flatten(1).mean(1)
-    return (weight.to(per_sample.dtype) * per_sample).mean()
+    weight = (snr.clamp(max=min_snr_gamma) / (snr if prediction == "eps" else snr + 1)).to(x0.dtype)
+    return (weight * (model(x_t, t, labels) - target).pow(2).flatten(1).mean(1)).mean()
 
 
 RESUME_FIXED = ("batch_size", "lr", "weight_decay", "ema_decay", "label_dropout", "seed", "shards")  # what ran
@@ -147,22 +141,6 @@ class FitResult:
     step_seconds: list[float]  # wall time of each step of this call (for speed measurements)
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list]:
-    state = optimizer.state_dict()
-    tensors = {f"optim.{i}.{name}": value for i, entry in state["state"].items()
-               for name, value in entry.items()}
-    return tensors, state["param_groups"]
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list) -> None:
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
 def shard_generator(seed: int, step: int, shard: int) -> torch.Generator:
     """The generator of one shard of one step's batch; shard 0 uses the step's own generator."""
     return step_generator(seed, step) if shard == 0 else torch.Generator().manual_seed(
@@ -171,7 +149,7 @@ def shard_generator(seed: int, step: int, shard: int) -> torch.Generator:
 
 def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: TrainConfig,
         path: str | Path | None = None, meta: dict | None = None, resume: bool = False, progress: bool = True,
-        stop_after: int | None = None) -> FitResult:
+        stop_after: int | None = None, monitor=None) -> FitResult:
     """Train ``model`` on ``data`` = (images (N, ...), labels (N,)) with ``loss_fn(model, x, y, gen)``.
 
     The one training loop of the course: the DDPM, the VAEs, the latent DDPM, the classifier, the
@@ -191,7 +169,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
     SIGINT/SIGTERM end the run after the current step with a checkpoint (``stopping.Interrupted``);
     a loss or weights that stop being finite end it with ``NonFiniteLoss`` naming the step, the
     last good checkpoint left as it was. ``stop_after`` ends the run after that many steps
-    of this call without the final checkpoint, as if killed (for tests).
+    of this call without the final checkpoint, as if killed (for tests). ``monitor(step, ema)``, if
+    given, runs at every checkpoint and its dict (e.g. an accuracy estimate) joins the progress bar.
     """
     from accelerate import Accelerator  # lazy: accelerate imports its whole stack in about a second
 
@@ -215,7 +194,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
         check_resume_config(saved.get("train_config", {}), config, path)
         checkpoint.load_state_dict_strict(model, _prefixed(tensors, "model."), path)
         checkpoint.load_state_dict_strict(ema, _prefixed(tensors, "ema."), path)
-        _load_optimizer(optimizer, tensors, saved["optimizer_param_groups"])
+        checkpoint.load_optimizer_state(optimizer, tensors, saved["optimizer_param_groups"])
         start, losses, seconds_before = saved["step"], saved["losses"], saved["seconds"]
     model, optimizer = accelerator.prepare(model, optimizer)
     images, labels = data
@@ -227,7 +206,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
         if not all(bool(p.detach().isfinite().all()) for p in weights):
             raise NonFiniteLoss(f"the weights stopped being finite by step {step} (learning rate {config.lr:g} too "
                                 f"high?); not saved, so {path} keeps the last good checkpoint")
-        opt_tensors, groups = _optimizer_tensors(optimizer)
+        opt_tensors, groups = checkpoint.optimizer_tensors(optimizer)
         tensors = {**{f"model.{k}": v for k, v in accelerator.unwrap_model(model).state_dict().items()},
                    **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors}
         if accelerator.is_main_process:
@@ -260,6 +239,7 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
 
     began = time.perf_counter()
     step_seconds: list[float] = []
+    shown: dict = {}  # the monitor's last values, kept on the bar
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
                disable=not progress or not accelerator.is_main_process, desc=meta.get("kind", "train"),
                mininterval=1.0)
@@ -276,12 +256,16 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
             step_seconds.append(time.perf_counter() - tick)
             elapsed = seconds_before + time.perf_counter() - began
             done = step + 1
-            bar.set_postfix(loss=f"{losses[-1]:.4f}",
-                            img_s=f"{(done - start) * config.batch_size / (time.perf_counter() - began):.0f}")
             out_of_time = config.minutes is not None and elapsed > 60 * config.minutes
             last = done % config.checkpoint_every == 0 or done == config.steps or out_of_time or stop.requested
             if path is not None and last:
                 save(done, elapsed)
+            if monitor is not None and last and accelerator.is_main_process:
+                shown.update(monitor(done, ema))
+                if not bar.disable:
+                    bar.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", **shown,
+                            img_s=f"{(done - start) * config.batch_size / (time.perf_counter() - began):.0f}")
             if stop.requested:
                 bar.close()
                 raise stopping.Interrupted(done, path)

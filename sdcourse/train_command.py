@@ -1,6 +1,7 @@
 """``sdcourse train MODEL``: where the run goes, what it may replace, and what Ctrl-C does.
 
-The default ``--out`` is ``$SDCOURSE_HOME/runs/<model>.safetensors`` (``config.runs_dir``);
+The default ``--out`` is ``$SDCOURSE_HOME/runs/<model>.safetensors`` (``config.runs_dir``), or
+``DIR/<model>.safetensors`` with ``--checkpoints DIR``;
 ``runs.check_output`` refuses the repository's ``checkpoints/`` and an existing run unless
 ``--force`` or ``--resume`` says so. On ``--resume`` the options not given are those the run was
 started with, so the card and the run agree. SIGINT/SIGTERM save and end with exit status 130
@@ -14,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import config, runs, sd_mnist_runs, stopping
+from . import config, reflow_runs, runs, sd_mnist_runs, stopping
 from .train import TrainConfig
 from .unet import UNetConfig
 
@@ -23,10 +24,19 @@ DEFAULT_NAMES = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": 
                  "reflow": "reflow_mnist"}
 
 
+# Issue 18's preset: bench/ddpm_recipe.py's fastest recipe to 90 % (v-prediction) on a wall-clock
+# budget that leaves a minute of the ten for loading the data and the accuracy estimates.
+TEN_MINUTES = {"train": {"minutes": 9.0, "steps": 100_000, "checkpoint_every": 250, "lr": 1.5e-3},
+               "prediction": "v", "min_snr_gamma": None, "monitor_digits": 100}
+
+
 def _train_config(args, out: Path) -> TrainConfig:
-    """The options given; on --resume, the others as the run was started (a changed one is refused by fit)."""
+    """The options given; on --resume, the others as the run was started (a changed one is refused by fit);
+    with ``--preset ten-minutes``, that preset's for the options not given."""
     fields = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size, "lr": args.lr,
               "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    if args.preset == "ten-minutes":
+        fields = {k: TEN_MINUTES["train"].get(k) if v is None else v for k, v in fields.items()}
     saved = runs.saved_train_config(out) if args.resume else {}
     given = {k: v for k, v in fields.items() if v is not None}
     keep = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__ and k not in given
@@ -36,12 +46,15 @@ def _train_config(args, out: Path) -> TrainConfig:
 
 def _resume_command(args, out: Path) -> str:
     words = [w for w in args.argv if w not in ("--force", "--resume")]
-    if args.out is None:
+    if args.out is None and args.checkpoints is None:
         words += ["--out", str(out)]
     return "sdcourse " + shlex.join(words + ["--resume"])
 
 
 def _train(args, out: Path):
+    if args.preset == "ten-minutes" and args.model != "ddpm":
+        raise ValueError(f"--preset ten-minutes is a recipe of `sdcourse train ddpm`; {args.model} takes tiny, cpu "
+                         "or gpu")
     if args.beta is not None and args.model not in ("vae", "vae2d"):
         raise ValueError(f"--beta is the KL weight of the VAEs (train vae, train vae2d); {args.model} has none")
     out = runs.check_output(out, args.resume, args.force)
@@ -50,11 +63,15 @@ def _train(args, out: Path):
 
 
 def _run(args, out: Path, train_config: TrainConfig):
+    if args.model == "ddpm" and args.preset == "ten-minutes":  # the cpu UNet, issue 18's recipe
+        return runs.train_ddpm(out, UNetConfig.cpu(), train_config, args.resume, progress=not args.json,
+                               prediction=TEN_MINUTES["prediction"], min_snr_gamma=TEN_MINUTES["min_snr_gamma"],
+                               monitor_digits=TEN_MINUTES["monitor_digits"])
     if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
         run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
         return run(out, UNetConfig.preset(args.preset), train_config, args.resume, progress=not args.json)
     if args.model == "reflow":  # lesson 12's 2-rectified flow, from the shipped flow_mnist
-        return runs.train_reflow(out, train_config, args.resume, progress=not args.json)
+        return reflow_runs.train_reflow(out, train_config, args.resume, progress=not args.json)
     if args.model == "ldm":
         return runs.train_ldm(out, train_config, args.resume, progress=not args.json)
     if args.model in ("vae", "vae2d"):
@@ -66,7 +83,10 @@ def _run(args, out: Path, train_config: TrainConfig):
 def cmd_train(args) -> int:
     if args.model == "sd-mnist":  # a folder of three stages and the pipeline (lesson 09)
         return sd_mnist_runs.command(args)
-    out = Path(args.out or config.runs_dir() / DEFAULT_NAMES[args.model])
+    if args.out and args.checkpoints:
+        print("give --out (the checkpoint's path) or --checkpoints (its folder), not both", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path(args.checkpoints or config.runs_dir()) / DEFAULT_NAMES[args.model])
     out = out if out.suffix or out.is_dir() else out.with_suffix(".safetensors")  # NAME -> NAME.safetensors
     try:
         result = _train(args, out)

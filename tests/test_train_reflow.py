@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from sdcourse import checkpoint, flow, runs
+from sdcourse import checkpoint, flow, reflow_runs
 from sdcourse.cli import main
 from sdcourse.sampling import sample
 from sdcourse.train import TrainConfig
@@ -21,8 +21,8 @@ TRAIN = ["train", "reflow", "--batch-size", "4", "--checkpoint-every", "2", "--s
 def reflow_run(tmp_path_factory):
     """Four steps in one go, and two plus two with --resume, on 12 pairs of 2 Euler steps."""
     patch = pytest.MonkeyPatch()
-    patch.setattr(runs, "REFLOW_PAIRS", 12)
-    patch.setattr(runs, "REFLOW_ODE_STEPS", 2)
+    patch.setattr(reflow_runs, "REFLOW_PAIRS", 12)
+    patch.setattr(reflow_runs, "REFLOW_ODE_STEPS", 2)
     whole, parts = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("parts")
     try:
         assert main(TRAIN + ["--steps", "4", "--out", str(whole / "r.safetensors"), "--json"]) == 0
@@ -66,7 +66,8 @@ def test_resume_is_exact(reflow_run):
 
 def test_training_starts_from_the_teachers_weights(reflow_run, tmp_path):
     out = tmp_path / "zero.safetensors"
-    runs.train_reflow(out, TrainConfig(steps=1, batch_size=4, lr=1e-12), progress=False, num_pairs=10, ode_steps=1)
+    reflow_runs.train_reflow(out, TrainConfig(steps=1, batch_size=4, lr=1e-12), progress=False, num_pairs=10,
+                             ode_steps=1)
     got = checkpoint.load_model("zero", tmp_path).model.state_dict()
     teacher = checkpoint.load_model("flow_mnist").model.state_dict()
     for k in teacher:  # one step of 1e-12 leaves the starting weights: the teacher's
@@ -75,10 +76,10 @@ def test_training_starts_from_the_teachers_weights(reflow_run, tmp_path):
 
 def test_a_teacher_that_is_not_a_flow_is_refused(tmp_path):
     with pytest.raises(ValueError, match="kind 'flow'.*ddpm_mnist.*'ddpm'"):
-        runs.train_reflow(tmp_path / "r.safetensors", TrainConfig(steps=1), teacher="ddpm_mnist", progress=False)
+        reflow_runs.train_reflow(tmp_path / "r.safetensors", TrainConfig(steps=1), teacher="ddpm_mnist", progress=False)
 
 
 @pytest.mark.parametrize("name, value", [("num_pairs", 3), ("ode_steps", 0)])
 def test_bad_pair_settings_are_named(name, value, tmp_path):
     with pytest.raises(ValueError, match=name):
-        runs.train_reflow(tmp_path / "r.safetensors", TrainConfig(steps=1), progress=False, **{name: value})
+        reflow_runs.train_reflow(tmp_path / "r.safetensors", TrainConfig(steps=1), progress=False, **{name: value})

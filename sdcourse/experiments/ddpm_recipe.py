@@ -1,13 +1,13 @@
 """Issue 18's recipe search: what makes lesson 02's DDPM reach good digits in fewer steps.
 
-Each ``Recipe`` changes one thing of ``ddpm_mnist``'s recipe (lesson 02's loss, uniform t, eps
+Each ``Recipe`` changes one thing of ``ddpm_mnist``'s recipe (those named "a+b", two) (lesson 02's loss, uniform t, eps
 prediction, AdamW at 1.5e-3, batch 128, EMA 0.999 with warm-up, the 0.4 M-parameter UNet):
 the prediction target (v, Salimans & Ho 2022), the Min-SNR-gamma loss weights (Hang et al. 2023),
 the EMA's decay, the learning rate or the batch. ``accuracy_curve`` trains one from scratch through
 the course's one training loop (``train.fit``, in chunks that resume exactly) and after each chunk
 samples its EMA with DDIM-50 and reads the digits with the course classifier: accuracy against
 training steps, which does not depend on how busy the machine is (seconds do; they are recorded
-beside). ``EpsFromV`` lets every eps-sampler sample a v-model.
+beside).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .. import evaluate, validate
 from ..data import load_mnist
 from ..samplers import DDIMSampler
 from ..sampling import sample
-from ..schedules import NoiseSchedule
+from ..schedules import EpsFromV, NoiseSchedule
 from ..train import TrainConfig, ddpm_loss, fit
 from ..unet import UNet, UNetConfig
 
@@ -59,22 +59,9 @@ RECIPES = {r.name: r for r in (
     Recipe("lr-3e-3", lr=3e-3),
     Recipe("batch-64", batch_size=64),
     Recipe("cosine-schedule", schedule={"name": "cosine", "num_steps": 1000}),
+    Recipe("v+min-snr-5", prediction="v", min_snr_gamma=5.0),  # the two that helped, together
+    Recipe("v+lr-3e-3", prediction="v", lr=3e-3),
 )}
-
-
-class EpsFromV(nn.Module):
-    """A v-predicting model behind the eps call signature: eps = sqrt(ab) v + sqrt(1 - ab) x_t."""
-
-    def __init__(self, model: nn.Module, schedule: NoiseSchedule):
-        super().__init__()
-        self.model, self.schedule = model, schedule
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def forward(self, x_t: Tensor, t: Tensor, labels=None) -> Tensor:
-        return self.schedule.eps_from_v(x_t, self.model(x_t, t, labels), t)
 
 
 def eps_model(model: nn.Module, recipe: Recipe, schedule: NoiseSchedule) -> nn.Module:
