@@ -241,7 +241,8 @@ def fit(model: nn.Module, loss_fn: LossFn, data: tuple[Tensor, Tensor], config: 
     step_seconds: list[float] = []
     shown: dict = {}  # the monitor's last values, kept on the bar
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
-               disable=not progress or not accelerator.is_main_process, desc=meta.get("kind", "train"),
+               disable=not progress or not accelerator.is_main_process,
+               desc=meta.get("kind", "train") + (f" ({config.minutes:g} min budget)" if config.minutes else ""),
                mininterval=1.0)
     with stopping.graceful_stop() as stop:
         for step in bar:
