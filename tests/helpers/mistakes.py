@@ -215,7 +215,7 @@ MISTAKES = [
     ("guided_noise", "two UNet calls", _guided_noise(two_calls=True), "called 2 time"),
     ("guided_noise", "halves swapped", _guided_noise(swap=True), "swapped"),
     ("prepare_latents", "forgot init_noise_sigma",
-     lambda h, w, sch, g: torch.randn((1, 4, h // 8, w // 8), generator=g), "init_noise_sigma"),
+     lambda h, w, sch, g, f: torch.randn((1, 4, h // f, w // f), generator=g), "init_noise_sigma"),
     ("decode", "multiplied by the factor", lambda vae, z: vae.decode(z * vae.config.scaling_factor).sample,
      "multiplied by the scaling factor"),
     ("img2img_timesteps", "took the first steps", _img2img(take="first"), "took the first steps"),
