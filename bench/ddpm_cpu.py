@@ -45,8 +45,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sdcourse import checkpoint, config, evaluate, samplers
+from sdcourse import checkpoint, config, samplers
 from sdcourse.data import load_mnist
+from sdcourse.experiments.ddpm_recipe import ddim_accuracy
 from sdcourse.runs import DDPM_SCHEDULE
 from sdcourse.schedules import NoiseSchedule
 from sdcourse.train import TrainConfig, ddpm_loss, fit
@@ -140,8 +141,6 @@ def time_to_90(args) -> dict:
     torch.manual_seed(0)
     model = UNet(UNetConfig.cpu()).to(memory_format=torch.channels_last)
     meta = {"kind": "ddpm", "model_config": UNetConfig.cpu().to_dict()}
-    labels = torch.arange(args.eval_n) % 10  # equal counts per digit
-
     def loss(m, x, y, gen):
         return ddpm_loss(m, schedule, x, y, gen, 0.1)
 
@@ -156,9 +155,7 @@ def time_to_90(args) -> dict:
             result = fit(model, loss, (digits.images, digits.labels), cfg, path, meta,
                          resume=steps > args.check_every, progress=False)
             began = time.perf_counter()
-            x0 = samplers.sample(result.ema.eval(), samplers.DDIMSampler(schedule, 50), (args.eval_n, 1, 28, 28),
-                                 labels, generator=torch.Generator().manual_seed(1), progress=False)
-            accuracy = evaluate.conditional_accuracy(x0, labels)
+            accuracy = ddim_accuracy(result.ema, "eps", schedule, args.eval_n)
             check_seconds += time.perf_counter() - began
             history.append({"step": steps, "train_seconds": round(result.seconds, 1), "accuracy": accuracy})
             print(f"  step {steps}: {result.seconds / 60:.1f} min of training, DDIM-50 accuracy {100 * accuracy:.1f} %")

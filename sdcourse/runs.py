@@ -22,10 +22,9 @@ import torch
 from . import checkpoint, config, flow, ldm
 from . import vae as vae_module
 from .data import load_mnist
-from .evaluate import Classifier, classifier_loss, conditional_accuracy
-from .samplers import DDIMSampler
-from .sampling import sample
-from .schedules import EpsFromV, NoiseSchedule
+from .evaluate import Classifier, classifier_loss
+from .experiments.ddpm_recipe import ddim_accuracy
+from .schedules import NoiseSchedule
 from .train import FitResult, TrainConfig, ddpm_loss, fit
 from .unet import UNet, UNetConfig
 
@@ -149,16 +148,10 @@ def _train_pixel_unet(out: Path, model_config: UNetConfig, train_config: TrainCo
 
 
 def accuracy_monitor(schedule: NoiseSchedule, prediction: str, n: int, steps: int = 25):
-    """``fit``'s monitor: the conditional accuracy of the EMA on ``n`` digits (DDIM-``steps``, fixed
-    noise), an estimate on the progress bar while a run trains (binomial sd about 5 points at n = 100)."""
-    labels = torch.arange(n) % 10
-
+    """``fit``'s monitor: ``ddim_accuracy`` of the EMA on ``n`` digits (DDIM-``steps``), an estimate on
+    the progress bar while a run trains (binomial sd about 5 points at n = 100)."""
     def monitor(step: int, ema) -> dict:
-        model = EpsFromV(ema.eval(), schedule) if prediction == "v" else ema.eval()
-        x0 = sample(model, DDIMSampler(schedule, steps), (n, 1, 28, 28), labels, torch.Generator().manual_seed(1),
-                    progress=False)
-        return {"accuracy": f"~{conditional_accuracy(x0, labels):.0%} (n={n})"}
-
+        return {"accuracy": f"~{ddim_accuracy(ema, prediction, schedule, n, steps):.0%} (n={n})"}
     return monitor
 
 

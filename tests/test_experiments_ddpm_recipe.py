@@ -21,9 +21,8 @@ def test_eps_from_v_turns_the_true_v_into_the_true_eps():
             return schedule.v_target(x0, eps, t)
 
     torch.testing.assert_close(dr.EpsFromV(TrueV(), schedule)(x_t, t), eps, rtol=1e-4, atol=1e-4)
-    v_recipe, eps_recipe = dr.RECIPES["v-prediction"], dr.RECIPES["baseline"]
-    assert isinstance(dr.eps_model(TrueV(), v_recipe, schedule), dr.EpsFromV)
-    assert not isinstance(dr.eps_model(TrueV(), eps_recipe, schedule), dr.EpsFromV)
+    assert isinstance(dr.eps_model(TrueV(), "v", schedule), dr.EpsFromV)
+    assert not isinstance(dr.eps_model(TrueV(), "eps", schedule), dr.EpsFromV)
 
 
 def test_every_recipe_changes_one_thing_of_the_baseline_or_as_many_as_its_name_joins():

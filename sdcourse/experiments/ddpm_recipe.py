@@ -64,9 +64,20 @@ RECIPES = {r.name: r for r in (
 )}
 
 
-def eps_model(model: nn.Module, recipe: Recipe, schedule: NoiseSchedule) -> nn.Module:
-    """What a sampler calls: the model itself for eps, wrapped for v."""
-    return EpsFromV(model, schedule) if recipe.prediction == "v" else model
+def eps_model(model: nn.Module, prediction: str, schedule: NoiseSchedule) -> nn.Module:
+    """What a sampler calls: the model itself for eps, behind ``EpsFromV`` for v."""
+    return EpsFromV(model, schedule) if prediction == "v" else model
+
+
+@torch.no_grad()
+def ddim_accuracy(model: nn.Module, prediction: str, schedule: NoiseSchedule, n: int, steps: int = 50) -> float:
+    """Conditional accuracy (the course classifier) of ``n`` DDIM-``steps`` digits of ``model``, every
+    digit equally often, from fixed noise (seed 1): the check of the recipe search and of the
+    ten-minute run's progress bar."""
+    labels = torch.arange(n) % 10
+    x0 = sample(eps_model(model.eval(), prediction, schedule), DDIMSampler(schedule, steps), (n, 1, 28, 28), labels,
+                torch.Generator().manual_seed(1), progress=False)
+    return evaluate.conditional_accuracy(x0, labels)
 
 
 def accuracy_curve(recipe: Recipe, checks: list[int], eval_n: int = 300, seed: int = 0,
@@ -84,7 +95,6 @@ def accuracy_curve(recipe: Recipe, checks: list[int], eval_n: int = 300, seed: i
     torch.manual_seed(seed)
     model = UNet(model_config).to(memory_format=torch.channels_last)
     meta = {"kind": "ddpm", "model_config": model_config.to_dict()}
-    labels = torch.arange(eval_n) % 10
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.safetensors"
@@ -94,9 +104,7 @@ def accuracy_curve(recipe: Recipe, checks: list[int], eval_n: int = 300, seed: i
             result = fit(model, recipe.loss(schedule), (digits.images, digits.labels), cfg, path, meta,
                          resume=i > 0, progress=False)
             began = time.perf_counter()
-            x0 = sample(eps_model(result.ema.eval(), recipe, schedule), DDIMSampler(schedule, 50),
-                        (eval_n, 1, 28, 28), labels, torch.Generator().manual_seed(1), progress=False)
-            accuracy = evaluate.conditional_accuracy(x0, labels)
+            accuracy = ddim_accuracy(result.ema, recipe.prediction, schedule, eval_n)
             rows.append({"step": steps, "train_seconds": round(result.seconds, 1), "accuracy": accuracy,
                          "accuracy_binomial_sd": (accuracy * (1 - accuracy) / eval_n) ** 0.5,
                          "check_seconds": round(time.perf_counter() - began, 1)})
