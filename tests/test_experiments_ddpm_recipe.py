@@ -32,12 +32,45 @@ def test_every_recipe_changes_one_thing_of_the_baseline_or_as_many_as_its_name_j
         assert len(changed) == (0 if name == "baseline" else len(name.split("+"))), (name, changed)
 
 
-@pytest.mark.parametrize("name", ["baseline", "v-prediction", "min-snr-5"])
+def test_random_shift_moves_each_image_by_its_own_offset_within_max_shift():
+    x = torch.full((64, 1, 12, 12), -1.0)
+    x[:, 0, 5, 6] = 1.0  # one bright pixel, away from the border
+    moved = dr.random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and (moved == 1.0).sum() == 64 and (moved == -1.0).sum() == 64 * 143
+    where = (moved[:, 0] == 1.0).nonzero()[:, 1:] - torch.tensor([5, 6])  # (dy, dx) of each image
+    assert where.abs().max() == 2 and len({tuple(o) for o in where.tolist()}) > 10  # 25 offsets, each drawn
+    for i, (dy, dx) in enumerate(where.tolist()):
+        torch.testing.assert_close(moved[i], torch.roll(x[i], (dy, dx), dims=(1, 2)))
+
+
+def test_random_shift_fills_the_uncovered_border_with_the_background():
+    x = torch.ones(8, 1, 6, 6)
+    moved = dr.random_shift(x, 3, torch.Generator().manual_seed(1))
+    assert set(moved.unique().tolist()) <= {-1.0, 1.0}
+    assert torch.equal(dr.random_shift(x, 0, torch.Generator()), x)
+    with pytest.raises(ValueError, match="max_shift"):
+        dr.random_shift(x, -1, torch.Generator())
+
+
+@pytest.mark.parametrize("name", ["baseline", "v-prediction", "min-snr-5", "shift-2"])
 def test_accuracy_curve_checks_after_each_chunk(name):
     rows = dr.accuracy_curve(dr.RECIPES[name], [1, 3], eval_n=10, model_config=UNetConfig.tiny(), progress=False)
     assert [r["step"] for r in rows] == [1, 3]
     assert all(0 <= r["accuracy"] <= 1 and r["train_seconds"] > 0 for r in rows)
     assert rows[1]["train_seconds"] > rows[0]["train_seconds"]  # the second chunk continued the first
+
+
+def test_the_width_recipe_builds_a_wider_unet():
+    assert dr.RECIPES["baseline"].model_config() == UNetConfig.cpu()
+    assert dr.RECIPES["width-24"].model_config().channels == (24, 48, 96)
+
+
+def test_accuracy_curve_stops_at_the_accuracy_or_the_time_asked():
+    tiny = UNetConfig.tiny()
+    assert len(dr.accuracy_curve(dr.RECIPES["baseline"], [1, 2, 3], 10, model_config=tiny, stop_at=0.0,
+                                 progress=False)) == 1
+    assert len(dr.accuracy_curve(dr.RECIPES["baseline"], [1, 2, 3], 10, model_config=tiny, max_seconds=0.0,
+                                 progress=False)) == 1
 
 
 def test_accuracy_curve_names_bad_checks():
