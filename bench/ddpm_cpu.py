@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.report import finish
 from sdcourse import checkpoint, config, samplers
 from sdcourse.data import load_mnist
 from sdcourse.experiments.ddpm_recipe import RECIPES, Recipe, accuracy_curve
@@ -224,13 +225,7 @@ def main() -> None:
                      f"{q['seconds_to_90'] / 60:.1f} min ({q['steps_to_90']} steps)" if q["reached"] else
                      f"not within {q['budget_minutes']} min "
                      f"(best {100 * max(h['accuracy'] for h in q['history']):.1f} % by step {last['step']})"))
-    width = max(len(r[0]) for r in rows)
-    print("\n" + "\n".join(f"{a:<{width}}  {b}" for a, b in rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    finish(rows, payload, args.out)
 
 
 if __name__ == "__main__":

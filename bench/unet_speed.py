@@ -22,7 +22,6 @@ Four measurements, in one process, on an otherwise idle machine (the JSON record
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -33,6 +32,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.report import finish
 from sdcourse.data import load_mnist
 from sdcourse.runs import DDPM_SCHEDULE
 from sdcourse.schedules import NoiseSchedule
@@ -202,13 +202,7 @@ def main() -> None:
     rows += [(f"profile: {p['op']}", f"{100 * p['share']:.0f} % ({p['calls_per_step']} calls)")
              for p in payload["profile"][:6]]
     payload["utilization"] = utilization
-    width = max(len(r[0]) for r in rows)
-    print("\n" + "\n".join(f"{a:<{width}}  {b}" for a, b in rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    finish(rows, payload, args.out)
 
 
 if __name__ == "__main__":
