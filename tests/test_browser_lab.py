@@ -112,6 +112,28 @@ def slider_image(driver):
         return imgs.length ? imgs[imgs.length - 1].src : null;""")
 
 
+def digit_pixels(driver) -> list[float] | None:
+    """The grey levels (0..255) of the slider picture's digits, below its title, on a coarse 64 x 16
+    grid: what must change when t changes (the title's text changes even when the digits do not)."""
+    return driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const imgs = document.querySelectorAll('.widget-interact .jp-OutputArea-output img');
+        if (!imgs.length) { done(null); return; }
+        const img = new Image();
+        img.onload = () => {
+            const canvas = document.createElement('canvas');
+            canvas.width = 64; canvas.height = 16;
+            const top = Math.round(img.height * 0.3);  // skip the title
+            const ctx = canvas.getContext('2d');
+            ctx.drawImage(img, 0, top, img.width, img.height - top, 0, 0, 64, 16);
+            const rgba = ctx.getImageData(0, 0, 64, 16).data;
+            const grey = [];
+            for (let i = 0; i < rgba.length; i += 4) grey.push((rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3);
+            done(grey);
+        };
+        img.src = imgs[imgs.length - 1].src;""")
+
+
 def test_lesson_01_runs_and_its_slider_redraws(lab):
     from selenium.webdriver.common.by import By  # optional dev dependency
     from selenium.webdriver.common.keys import Keys
@@ -122,6 +144,7 @@ def test_lesson_01_runs_and_its_slider_redraws(lab):
         assert all(count is not None for count in state["counts"]), f"cells left unrun: {state['counts']}"
         assert not any(state["errors"]), [e for e in state["errors"] if e]
         before = wait_for(lambda: slider_image(driver), 60, "the t slider's first picture")
+        digits_before = digit_pixels(driver)
         readout = driver.find_element(By.CSS_SELECTOR, ".widget-interact .widget-slider .widget-readout")
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", readout)
         readout.click()
@@ -130,6 +153,8 @@ def test_lesson_01_runs_and_its_slider_redraws(lab):
         after = wait_for(lambda: (src := slider_image(driver)) and src != before and src, 60,
                          "the picture to change after typing t = 900 into the slider's box")
         assert after != before
+        change = sum(abs(a - b) for a, b in zip(digit_pixels(driver), digits_before, strict=True)) / len(digits_before)
+        assert change > 5, f"only the title changed: the digits' grey levels moved by {change:.2f} on average (of 255)"
         readout_text = driver.execute_script(
             "return document.querySelector('.widget-interact .widget-readout').textContent.trim();")
         assert readout_text == "900", f"slider readout shows {readout_text!r}"
