@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import config, reflow_runs, runs, sd_mnist_runs, stopping
+from .experiments.ddpm_recipe import RECIPES
 from .train import TrainConfig
 from .unet import UNetConfig
 
@@ -27,9 +28,10 @@ DEFAULT_NAMES = {"ddpm": "ddpm_mnist", "classifier": "mnist_classifier", "vae": 
 # Issue 18's preset: bench/ddpm_recipe.py's fastest recipe to 90 % (v-prediction, 64 digits per step;
 # bench/ddpm_cpu.py: 2.3-2.4 minutes to 90 % on two idle cores) on a wall-clock budget that leaves a minute
 # of the ten for loading the data and the accuracy estimates.
-TEN_MINUTES = {"train": {"minutes": 9.0, "steps": 6000, "checkpoint_every": 250, "lr": 1.5e-3,  # steps: a cap
-                         "batch_size": 64},
-               "prediction": "v", "min_snr_gamma": None, "monitor_digits": 100}
+TEN_MINUTES_RECIPE = RECIPES["v+batch-64"]
+TEN_MINUTES = {"train": {"minutes": 9.0, "steps": 6000, "checkpoint_every": 250,  # steps: a cap
+                         "lr": TEN_MINUTES_RECIPE.lr, "batch_size": TEN_MINUTES_RECIPE.batch_size},
+               "monitor_digits": 100}
 
 
 def _train_config(args, out: Path) -> TrainConfig:
@@ -67,7 +69,7 @@ def _train(args, out: Path):
 def _run(args, out: Path, train_config: TrainConfig):
     if args.model == "ddpm" and args.preset == "ten-minutes":  # the cpu UNet, issue 18's recipe
         return runs.train_ddpm(out, UNetConfig.cpu(), train_config, args.resume, progress=not args.json,
-                               prediction=TEN_MINUTES["prediction"], min_snr_gamma=TEN_MINUTES["min_snr_gamma"],
+                               prediction=TEN_MINUTES_RECIPE.prediction, min_snr_gamma=TEN_MINUTES_RECIPE.min_snr_gamma,
                                monitor_digits=TEN_MINUTES["monitor_digits"])
     if args.model in ("ddpm", "flow"):  # the same UNet, trained on noise (lesson 02) or velocity (12)
         run = runs.train_ddpm if args.model == "ddpm" else runs.train_flow
